@@ -1,0 +1,158 @@
+"""`llavaforge run | demo | verify | recipe`.
+
+Exit codes: 0 ok, 2 bad usage or configuration, 1 the run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from llavaforge.recipe import RecipeError, load_recipe, parse_override, recipe_reference
+from llavaforge.transforms.read import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEMO_OUTPUT = "llavaforge-demo-output"
+
+log = logging.getLogger("llavaforge")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", help="YAML recipe file (any fsspec URL); see `llavaforge recipe`")
+    parser.add_argument("--preset", help="model preset: tiny, offline or hub (overrides the recipe)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one recipe field, e.g. --set decode.min_side=64 (repeatable)")
+
+
+def _load(args: argparse.Namespace, preset_default: Optional[str] = None):
+    overrides = dict(parse_override(o) for o in args.overrides)
+    preset = args.preset or preset_default
+    if preset:
+        overrides.setdefault("preset", preset)
+    return load_recipe(args.recipe, overrides)
+
+
+def format_summary(stats: dict[str, Any], output: str) -> str:
+    lines = [
+        f"output      {output}",
+        f"run         {stats.get('run_id')}  recipe {stats.get('recipe_hash')}  preset {stats.get('preset')}",
+        f"inputs      {stats['inputs']}",
+        f"written     {stats['images_written']} images, {stats['samples_written']} samples"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(stats['tasks'].items()))})" if stats.get("tasks") else ""),
+        f"rejected    {stats['images_rejected']} images, {stats['sample_rejects']} samples",
+        f"duplicates  {stats['duplicates']}",
+        f"balanced    {'yes' if stats['balanced'] else 'NO'}",
+    ]
+    reasons = sorted(((n, stage, reason) for stage, by in stats.get("rejects", {}).items()
+                      for reason, n in by.items()), reverse=True)
+    if reasons:
+        lines.append("top reject reasons:")
+        lines += [f"  {n:>8}  {stage}/{reason}" for n, stage, reason in reasons[:10]]
+    seconds = stats.get("finished_at", 0) - stats.get("started_at", 0)
+    if seconds > 0:
+        lines.append(f"time        {seconds:.1f} s ({stats['inputs'] / seconds:.1f} inputs/s)")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace, beam_args: Sequence[str], preset_default: Optional[str] = None) -> int:
+    from llavaforge.runners.local import run
+
+    recipe = _load(args, preset_default)
+    stats = run(recipe, args.input, args.output, beam_args)
+    print(format_summary(stats, args.output))
+    if not stats["balanced"]:
+        log.error("the run does not balance: inputs != written + rejected + duplicates")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    args.input = [str(EXAMPLES / "sample-000.tar"), str(EXAMPLES / "sample-001.parquet")]
+    code = cmd_run(args, beam_args, preset_default="offline")
+    if code == EXIT_OK:
+        print(f"\nLLaVA JSON: {args.output}/llava/*.json (images in {args.output}/images/)\n"
+              f"WebDataset: {args.output}/wds/*.tar   Parquet: {args.output}/samples/*.parquet\n"
+              f"check it:   llavaforge verify {args.output}")
+    return code
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from llavaforge.verify import verify
+
+    report = verify(args.prefix)
+    for name, value in report.counts.items():
+        print(f"{name:16} {value}")
+    for problem in report.problems[:50]:
+        print(f"PROBLEM: {problem}")
+    if len(report.problems) > 50:
+        print(f"... and {len(report.problems) - 50} more problems")
+    print("verify: OK" if report.ok else f"verify: FAILED ({len(report.problems)} problems)")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    if args.check:
+        recipe = _load(args)
+        print(f"recipe OK, hash {recipe.hash()}")
+    else:
+        print(recipe_reference(), end="")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llavaforge", description=__doc__.split("\n")[0])
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run_p = sub.add_parser("run", help="run the pipeline; unknown flags go to Beam (--runner, ...)")
+    run_p.add_argument("--input", action="append", required=True, metavar="GLOB",
+                       help="shards: tar, parquet, image files or folders; any fsspec URL (repeatable)")
+    run_p.add_argument("--output", required=True, metavar="PREFIX", help="output prefix (any fsspec URL)")
+    _recipe_args(run_p)
+
+    demo_p = sub.add_parser("demo", help="run on the bundled sample images with the offline preset")
+    demo_p.add_argument("--output", default=DEMO_OUTPUT, metavar="PREFIX")
+    _recipe_args(demo_p)
+
+    verify_p = sub.add_parser("verify", help="check a run's output from its files alone")
+    verify_p.add_argument("prefix")
+
+    recipe_p = sub.add_parser("recipe", help="print every recipe field with its default")
+    recipe_p.add_argument("--check", action="store_true", help="validate --recipe/--set instead")
+    _recipe_args(recipe_p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = parser()
+    args, beam_args = p.parse_known_args(argv)
+    if beam_args and args.command not in ("run", "demo"):
+        p.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        if args.command == "run":
+            return cmd_run(args, beam_args)
+        if args.command == "demo":
+            return cmd_demo(args, beam_args)
+        if args.command == "verify":
+            return cmd_verify(args)
+        return cmd_recipe(args)
+    except (RecipeError, InputError, UsageError) as e:
+        print(f"llavaforge: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:  # noqa: BLE001 -- the run failed: say so with the traceback, exit 1
+        log.exception("llavaforge %s failed", args.command)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Compose the stages of ARCHITECTURE.md into one Beam pipeline, from a recipe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+
+from llavaforge import __version__
+from llavaforge.recipe import Recipe
+from llavaforge.schemas.record import Provenance
+from llavaforge.transforms.decode import Decode
+from llavaforge.transforms.dedup import ExactDedup
+from llavaforge.transforms.read import ReadShards
+from llavaforge.transforms.write import WriteOutputs
+
+
+def model_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
+    """The stages between dedup and write that the recipe turns on, in flow order.
+    Each takes records and returns `(records, rejects)`."""
+    return []
+
+
+def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str], output: str,
+                   run_info: dict[str, Any]):
+    """Add the whole flow to `pipeline`; returns the one-element PCollection of run stats."""
+    provenance = Provenance(version=__version__, recipe_hash=recipe.hash(), run_id=run_info["run_id"])
+    samples, read_rejects = pipeline | "ReadShards" >> ReadShards(shard_urls, recipe.read)
+    records, decode_rejects = samples | "Decode" >> Decode(recipe.decode, provenance)
+    records, duplicates = records | "Dedup" >> ExactDedup()
+    rejects = [read_rejects, decode_rejects, duplicates]
+    for label, stage in model_stages(recipe):
+        records, stage_rejects = records | label >> stage
+        rejects.append(stage_rejects)
+    inputs = (
+        (samples | "OneSample" >> beam.Map(lambda _: 1),
+         read_rejects | "OneReadReject" >> beam.Map(lambda _: 1))
+        | "AllInputs" >> beam.Flatten()
+        | "CountInputs" >> beam.CombineGlobally(sum)
+    )
+    all_rejects = rejects | "AllRejects" >> beam.Flatten()
+    return {"records": records, "rejects": all_rejects, "inputs": inputs} | "Write" >> WriteOutputs(
+        output, recipe.write, run_info)

@@ -1,0 +1,55 @@
+"""Run the pipeline on a Beam runner: DirectRunner by default, any runner via Beam flags."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Optional, Sequence
+
+import apache_beam as beam
+import fsspec
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from llavaforge import __version__
+from llavaforge.pipelines.build import build_pipeline
+from llavaforge.recipe import Recipe
+from llavaforge.transforms.read import match_inputs
+from llavaforge.transforms.write import STATS_FILE, clear_output, join
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        # Prism, Beam's default local runner, downloads a binary at start: keep runs offline.
+        standard.runner = "DirectRunner"
+    return options
+
+
+def read_stats(output: str) -> dict[str, Any]:
+    with fsspec.open(join(output, STATS_FILE), "r") as f:
+        return json.load(f)
+
+
+def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[str] = (),
+        run_id: Optional[str] = None, shard_urls: Optional[list[str]] = None) -> dict[str, Any]:
+    """Match inputs, clear the output prefix, run to completion; returns stats.json."""
+    shard_urls = shard_urls if shard_urls is not None else match_inputs(inputs, recipe.read)
+    run_info = {
+        "llavaforge_version": __version__,
+        "run_id": run_id or new_run_id(),
+        "recipe_hash": recipe.hash(),
+        "preset": recipe.preset,
+        "inputs_patterns": list(inputs),
+        "input_shards": len(shard_urls),
+        "started_at": time.time(),
+    }
+    clear_output(output)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        build_pipeline(pipeline, recipe, shard_urls, output, run_info)
+    return read_stats(output)

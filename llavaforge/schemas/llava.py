@@ -1,0 +1,90 @@
+"""LLaVA's training format: records of {id, image, conversations}, and its validator."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from llavaforge.schemas.record import Conversation, ImageRecord, Turn
+
+IMAGE_TOKEN = "<image>"
+HUMAN = "human"
+GPT = "gpt"
+
+
+def image_path(key: str, image_format: str) -> str:
+    """Where an image lives relative to the LLaVA image folder (`images/`)."""
+    return f"{key}.{image_format}"
+
+
+def sample_id(key: str, task: Optional[str]) -> str:
+    return key if task is None else f"{key}_{task}"
+
+
+def turns_to_json(turns: Iterable[Turn]) -> list[dict[str, str]]:
+    return [{"from": t.role, "value": t.value} for t in turns]
+
+
+def llava_records(record: ImageRecord) -> list[dict[str, Any]]:
+    """The LLaVA records of one image: one per conversation, or one with an empty
+    `conversations` list when no conversations were generated (curation-only runs)."""
+    image = image_path(record.key, record.image.format)
+    if not record.conversations:
+        return [{"id": sample_id(record.key, None), "image": image, "conversations": []}]
+    return [
+        {"id": sample_id(record.key, c.task), "image": image, "conversations": turns_to_json(c.turns)}
+        for c in record.conversations
+    ]
+
+
+def turn_errors(turns: list[Turn]) -> list[str]:
+    """Why a list of turns is not valid LLaVA; empty when it is.
+
+    `<image>` exactly once, at the start of the first human turn; roles alternate
+    human, gpt, ... and end with gpt; no empty values.
+    """
+    errors = []
+    if not turns:
+        return ["no turns"]
+    for i, t in enumerate(turns):
+        expected = HUMAN if i % 2 == 0 else GPT
+        if t.role != expected:
+            errors.append(f"turn {i}: role {t.role!r}, expected {expected!r}")
+        if not isinstance(t.value, str) or not t.value.strip():
+            errors.append(f"turn {i}: empty value")
+    if turns[-1].role != GPT:
+        errors.append("last turn is not from gpt")
+    total = sum(t.value.count(IMAGE_TOKEN) for t in turns if isinstance(t.value, str))
+    if total != 1:
+        errors.append(f"{IMAGE_TOKEN} appears {total} times, expected once")
+    elif not turns[0].value.startswith(IMAGE_TOKEN):
+        errors.append(f"{IMAGE_TOKEN} is not at the start of the first human turn")
+    return errors
+
+
+def conversation_errors(conversation: Conversation) -> list[str]:
+    return turn_errors(conversation.turns)
+
+
+def llava_record_errors(item: Any) -> list[str]:
+    """Why a decoded LLaVA JSON record is malformed; empty when it is valid.
+
+    An empty `conversations` list is accepted: it is what curation-only runs write.
+    """
+    if not isinstance(item, dict):
+        return ["record is not an object"]
+    errors = []
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        errors.append("missing id")
+    if not isinstance(item.get("image"), str) or not item["image"]:
+        errors.append("missing image")
+    conversations = item.get("conversations")
+    if not isinstance(conversations, list):
+        return errors + ["conversations is not a list"]
+    if not conversations:
+        return errors
+    turns = []
+    for i, turn in enumerate(conversations):
+        if not isinstance(turn, dict) or set(turn) != {"from", "value"}:
+            return errors + [f"turn {i} is not {{from, value}}"]
+        turns.append(Turn(role=turn["from"], value=turn["value"]))
+    return errors + turn_errors(turns)

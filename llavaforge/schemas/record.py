@@ -1,0 +1,166 @@
+"""The record that flows through the pipeline: one per image, growing stage by stage.
+
+Each field is defined here once; the Arrow schemas in `tables.py` and the LLaVA JSON in
+`llava.py` are derived from these types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+KEY_HEX_CHARS = 32
+
+
+def content_key(data: bytes) -> str:
+    """The stable key of an image: a prefix of its sha256 in hex.
+
+    Hex only, so it is safe as a file name and as a WebDataset key (no dots, no slashes).
+    128 bits make collisions between distinct images negligible at any dataset size.
+    """
+    return hashlib.sha256(data).hexdigest()[:KEY_HEX_CHARS]
+
+
+def source_key(url: str, member: str) -> str:
+    """The key of an input that has no image bytes to hash (e.g. a tar member without an image)."""
+    return hashlib.sha256(f"{url}\x00{member}".encode()).hexdigest()[:KEY_HEX_CHARS]
+
+
+@dataclass
+class Source:
+    """Where an image came from. `member` is a tar member name, a Parquet row or a file path,
+    kept only as text: it is never used to build an output path."""
+
+    url: str
+    member: str
+    texts: list[str] = field(default_factory=list)
+    metadata: Optional[str] = None  # a sibling JSON member/column, verbatim
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return (self.url, self.member)
+
+
+@dataclass
+class ImageInfo:
+    data: bytes  # the bytes written to outputs (original when kept, else re-encoded)
+    format: str  # lower-case file extension of `data`: jpg, png, webp
+    width: int
+    height: int
+    sha256: str  # of the input bytes as read
+    phash: str  # 64-bit perceptual hash, hex
+
+
+@dataclass
+class Caption:
+    text: str
+    model: str  # model id, or "source" for text that came with the image
+
+
+@dataclass
+class DetectedObject:
+    label: str
+    score: float
+    box: list[float]  # [x1, y1, x2, y2], normalised to 0..1 of the stored image
+    model: str
+
+
+@dataclass
+class Tag:
+    label: str
+    score: float
+    model: str
+
+
+@dataclass
+class OcrText:
+    text: str
+    score: float
+    box: list[float]  # [x1, y1, x2, y2], normalised to 0..1 of the stored image
+    model: str
+
+
+@dataclass
+class Annotations:
+    captions: list[Caption] = field(default_factory=list)
+    objects: list[DetectedObject] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
+    ocr: list[OcrText] = field(default_factory=list)
+
+
+@dataclass
+class Turn:
+    role: str  # "human" | "gpt"; written as LLaVA's "from"
+    value: str
+
+
+@dataclass
+class Conversation:
+    task: str  # "conversation" | "detail" | "reasoning" | a user-defined task type
+    turns: list[Turn]
+    backend: str = ""
+    model: str = ""
+    prompt_version: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    seed: int = 0
+    flags: list[str] = field(default_factory=list)  # checks with severity "flag" that fired
+
+
+@dataclass
+class Provenance:
+    version: str
+    recipe_hash: str
+    run_id: str
+
+
+@dataclass
+class ImageRecord:
+    key: str
+    source: Source
+    image: ImageInfo
+    annotations: Annotations = field(default_factory=Annotations)
+    conversations: list[Conversation] = field(default_factory=list)
+    provenance: Optional[Provenance] = None
+
+    def replace(self, **changes) -> "ImageRecord":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class RawSample:
+    """An input as a reader found it, before any validation."""
+
+    source: Source
+    data: bytes
+    extension: str  # of the member/file the bytes came from, lower case, no dot
+
+
+@dataclass
+class Reject:
+    """A record that did not make it, with the stage and reason.
+
+    `task` is None when the whole image is rejected; it names the task type when only one
+    generated sample of an image is rejected (the image itself may still be written).
+    """
+
+    key: str
+    source_url: str
+    source_member: str
+    stage: str
+    reason: str
+    detail: str = ""
+    task: Optional[str] = None
+
+    @classmethod
+    def of(cls, key: str, source: Source, stage: str, reason: str, detail: str = "",
+           task: Optional[str] = None) -> "Reject":
+        return cls(key=key, source_url=source.url, source_member=source.member, stage=stage,
+                   reason=reason, detail=detail[:2000], task=task)
+
+
+DUPLICATE_REASON = "duplicate"
+NEAR_DUPLICATE_REASON = "near_duplicate"
+DUPLICATE_REASONS = (DUPLICATE_REASON, NEAR_DUPLICATE_REASON)

@@ -1,0 +1,207 @@
+"""Write: records and rejects to the five outputs under one prefix, `stats.json` last.
+
+Shards are assigned by key hash (so a record always lands in the same shard for the same
+shard count) and written whole by one worker with fixed names; a retried bundle rewrites
+identical files, and a run's output is complete only once `stats.json` exists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+import fsspec
+import pyarrow.parquet as pq
+from webdataset import TarWriter
+
+from llavaforge.recipe import WriteConfig
+from llavaforge.schemas.llava import llava_records
+from llavaforge.schemas.record import DUPLICATE_REASONS, ImageRecord, Reject
+from llavaforge.schemas.tables import REJECTS_SCHEMA, SAMPLES_SCHEMA, reject_row, sample_rows, to_table
+
+OUTPUT_DIRS = ("samples", "wds", "llava", "images", "rejects")
+STATS_FILE = "stats.json"
+# Fixed member mtime makes a shard's bytes depend only on its records.
+_TAR_MTIME = 0.0
+
+
+def join(prefix: str, *parts: str) -> str:
+    return "/".join([prefix.rstrip("/"), *parts])
+
+
+def clear_output(prefix: str) -> None:
+    """Make a prefix ready for a new run: stats.json first (the output is incomplete from
+    here on), then every output folder, so a rerun replaces and never duplicates."""
+    fs, root = fsspec.core.url_to_fs(prefix)
+    stats = join(root, STATS_FILE)
+    if fs.exists(stats):
+        fs.rm(stats)
+    for name in OUTPUT_DIRS:
+        path = join(root, name)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    fs.makedirs(root, exist_ok=True)
+
+
+def shard_count(total: int, per_shard: int) -> int:
+    return max(1, math.ceil(total / per_shard))
+
+
+def shard_of(key: str, shards: int) -> int:
+    return int(key[:8], 16) % shards
+
+
+def _shard_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def write_image_shard(prefix: str, index: int, records: list[ImageRecord]) -> dict[str, Any]:
+    records = sorted(records, key=lambda r: r.key)
+    name = _shard_name(index)
+    rows = [row for r in records for row in sample_rows(r)]
+    with fsspec.open(join(prefix, "samples", f"{name}.parquet"), "wb") as f:
+        pq.write_table(to_table(rows, SAMPLES_SCHEMA), f)
+    llava = []
+    with fsspec.open(join(prefix, "wds", f"{name}.tar"), "wb") as f:
+        tar = TarWriter(f, encoder=False, mtime=_TAR_MTIME)
+        for record in records:
+            entries = llava_records(record)
+            llava.extend(entries)
+            tar.write({"__key__": record.key, record.image.format: record.image.data,
+                       "json": json.dumps(entries, ensure_ascii=False).encode()})
+        tar.close()
+    with fsspec.open(join(prefix, "llava", f"{name}.json"), "w", encoding="utf-8") as f:
+        json.dump(llava, f, ensure_ascii=False, indent=1)
+    for record in records:
+        with fsspec.open(join(prefix, "images", f"{record.key}.{record.image.format}"), "wb") as f:
+            f.write(record.image.data)
+    tasks = Counter(r.get("task") for r in rows if r.get("task"))
+    return {"shard": index, "images": len(records), "samples": len(rows), "tasks": dict(tasks)}
+
+
+def reject_counts(rejects: Iterable[Reject]) -> dict[str, Any]:
+    """The accounting of a set of rejects: image rejects, duplicates, sample rejects, and
+    counts per stage and reason. Shared by the writer and `verify`."""
+    by_reason: dict[str, Counter] = {}
+    images = duplicates = samples = 0
+    for r in rejects:
+        by_reason.setdefault(r.stage, Counter())[r.reason] += 1
+        if r.task is not None:
+            samples += 1
+        elif r.reason in DUPLICATE_REASONS:
+            duplicates += 1
+        else:
+            images += 1
+    return {"images_rejected": images, "duplicates": duplicates, "sample_rejects": samples,
+            "rejects": {stage: dict(c) for stage, c in by_reason.items()}}
+
+
+def write_reject_shard(prefix: str, index: int, rejects: list[Reject]) -> dict[str, Any]:
+    rejects = sorted(rejects, key=lambda r: (r.key, r.stage, r.reason, r.task or "", r.source_url, r.source_member))
+    with fsspec.open(join(prefix, "rejects", f"{_shard_name(index)}.parquet"), "wb") as f:
+        pq.write_table(to_table([reject_row(r) for r in rejects], REJECTS_SCHEMA), f)
+    return {"shard": index, "rows": len(rejects), **reject_counts(rejects)}
+
+
+def merge_counts(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for s in summaries:
+        for k, v in s.items():
+            if k == "shard":
+                continue
+            if isinstance(v, dict):
+                merged = merge_counts([total.get(k, {}), v])
+                total[k] = merged
+            else:
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+def build_stats(inputs: int, image_summaries: list[dict], reject_summaries: list[dict],
+                run_info: dict[str, Any]) -> dict[str, Any]:
+    images = merge_counts(image_summaries)
+    rejects = merge_counts(reject_summaries)
+    written = images.get("images", 0)
+    rejected = rejects.get("images_rejected", 0)
+    duplicates = rejects.get("duplicates", 0)
+    return {
+        **run_info,
+        "inputs": inputs,
+        "images_written": written,
+        "samples_written": images.get("samples", 0),
+        "tasks": images.get("tasks", {}),
+        "images_rejected": rejected,
+        "duplicates": duplicates,
+        "sample_rejects": rejects.get("sample_rejects", 0),
+        "balanced": inputs == written + rejected + duplicates,
+        "rejects": rejects.get("rejects", {}),
+        "shards": {"samples": len(image_summaries), "rejects": len(reject_summaries)},
+    }
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, prefix: str, writer) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.writer = writer
+
+    def process(self, element: tuple[int, Iterable]) -> Iterator[dict[str, Any]]:
+        index, items = element
+        yield self.writer(self.prefix, index, list(items))
+
+
+class _WriteStatsFn(beam.DoFn):
+    def __init__(self, prefix: str, run_info: dict[str, Any]) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.run_info = run_info
+
+    def process(self, inputs: int, image_summaries, reject_summaries) -> Iterator[dict[str, Any]]:
+        stats = build_stats(inputs, list(image_summaries), list(reject_summaries), self.run_info)
+        stats["finished_at"] = time.time()
+        with fsspec.open(join(self.prefix, STATS_FILE), "w") as f:
+            json.dump(stats, f, indent=2, sort_keys=True)
+        yield stats
+
+
+class _ShardAndWrite(beam.PTransform):
+    def __init__(self, prefix: str, per_shard: int, writer) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.per_shard = per_shard
+        self.writer = writer
+
+    def expand(self, items):
+        total = items | "Count" >> beam.combiners.Count.Globally()
+        return (
+            items
+            | "AssignShard" >> beam.Map(
+                lambda item, n: (shard_of(item.key, shard_count(n, self.per_shard)), item),
+                n=beam.pvalue.AsSingleton(total))
+            | "GroupShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.prefix, self.writer))
+        )
+
+
+class WriteOutputs(beam.PTransform):
+    """{"records", "rejects", "inputs"} -> the run's stats (a one-element PCollection),
+    after writing samples/, wds/, llava/ + images/, rejects/ and, last, stats.json."""
+
+    def __init__(self, prefix: str, config: WriteConfig, run_info: dict[str, Any]) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.config = config
+        self.run_info = run_info
+
+    def expand(self, pcolls):
+        image_summaries = pcolls["records"] | "Images" >> _ShardAndWrite(
+            self.prefix, self.config.images_per_shard, write_image_shard)
+        reject_summaries = pcolls["rejects"] | "Rejects" >> _ShardAndWrite(
+            self.prefix, self.config.rejects_per_shard, write_reject_shard)
+        return pcolls["inputs"] | "WriteStats" >> beam.ParDo(
+            _WriteStatsFn(self.prefix, self.run_info),
+            beam.pvalue.AsList(image_summaries), beam.pvalue.AsList(reject_summaries))
