@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -98,6 +99,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_nightly(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from llavaforge.pipelines.nightly import format_plan, nightly
+
+    result = nightly(args.input, args.output, _load(args), args.date, beam_args, args.reprocess)
+    print(format_plan(result.plan))
+    if result.run is None:
+        print("nothing to do: no new or changed shards under this recipe")
+    else:
+        print(format_summary(result.stats, result.output))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from llavaforge.pipelines.nightly import status
+
+    print(status(args.prefix))
+    return EXIT_OK
+
+
+def _iso_date(text: str) -> str:
+    try:
+        time.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    return text
+
+
 def cmd_recipe(args: argparse.Namespace) -> int:
     if args.check:
         recipe = _load(args)
@@ -122,6 +150,20 @@ def parser() -> argparse.ArgumentParser:
     demo_p.add_argument("--output", default=DEMO_OUTPUT, metavar="PREFIX")
     _recipe_args(demo_p)
 
+    nightly_p = sub.add_parser("nightly", help="incremental run: only shards the ledger under --output "
+                               "has not done; unknown flags go to Beam")
+    nightly_p.add_argument("--input", action="append", required=True, metavar="GLOB",
+                           help="shards: tar, parquet, image files or folders; any fsspec URL (repeatable)")
+    nightly_p.add_argument("--output", required=True, metavar="PREFIX",
+                           help="output prefix: runs go to PREFIX/dt=DATE/run-ID/, the ledger to PREFIX/_ledger/")
+    nightly_p.add_argument("--date", type=_iso_date, metavar="YYYY-MM-DD", help="partition date (default: today, UTC)")
+    nightly_p.add_argument("--reprocess", choices=["changed-recipe"],
+                           help="also process shards done only under an earlier recipe")
+    _recipe_args(nightly_p)
+
+    status_p = sub.add_parser("status", help="print the nightly ledger under an output prefix")
+    status_p.add_argument("prefix")
+
     verify_p = sub.add_parser("verify", help="check a run's output from its files alone")
     verify_p.add_argument("prefix")
 
@@ -134,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = parser()
     args, beam_args = p.parse_known_args(argv)
-    if beam_args and args.command not in ("run", "demo"):
+    if beam_args and args.command not in ("run", "demo", "nightly"):
         p.error(f"unrecognized arguments: {' '.join(beam_args)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
@@ -143,6 +185,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_run(args, beam_args)
         if args.command == "demo":
             return cmd_demo(args, beam_args)
+        if args.command == "nightly":
+            return cmd_nightly(args, beam_args)
+        if args.command == "status":
+            return cmd_status(args)
         if args.command == "verify":
             return cmd_verify(args)
         return cmd_recipe(args)

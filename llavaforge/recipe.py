@@ -45,7 +45,9 @@ class ReadConfig(StrictModel):
     id_column: Optional[str] = Field(
         default=None, description="Parquet column used as the source member name (else `row N`).")
     parquet_batch_rows: int = Field(
-        default=64, ge=1, description="Rows read from a Parquet shard at a time (bounds memory).")
+        default=64, ge=1,
+        description="Rows converted to Python at a time; Parquet shards are read one row group at a "
+                    "time, so memory is bounded by the writer's row group size.")
 
     @field_validator("image_extensions", "text_extensions")
     @classmethod

@@ -1,7 +1,122 @@
-"""Recipe section `annotate`: which vision roles run, with which models."""
+"""Recipe section `annotate`: which vision roles run, with which models and options.
+
+Every field has a default so that a recipe can change one option of a preset's model
+(`--set annotate.captioner.max_batch_size=8`) without restating the rest; the preset
+supplies the remaining fields (see `llavaforge.models.presets.effective_annotate_config`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
 
 from llavaforge.schemas.config import StrictModel
+
+Device = Literal["cpu", "cuda"]
+DType = Literal["fp32", "bf16", "fp16"]
+ROLES = ("captioner", "detector", "tagger", "ocr")
+
+
+class ModelConfig(StrictModel):
+    """What every role's model takes: where it comes from, where it runs, how it batches."""
+
+    enabled: bool = Field(default=True, description="Run this role (false turns off a role a preset names).")
+    model: Optional[str] = Field(
+        default=None,
+        description="Model id on the Hugging Face Hub, a local/mirrored path, or a preset name "
+                    "(`llavaforge-tiny/...`, `efficientnet-lite0`, `rapidocr`); loaded with from_pretrained.")
+    name: Optional[str] = Field(
+        default=None, description="Model name recorded with each annotation (default: `model`).")
+    device: Device = Field(default="cpu", description="Where the model runs: cpu or cuda.")
+    dtype: Optional[DType] = Field(
+        default=None, description="Weights and activations: fp32, bf16 or fp16 (default bf16 on cuda, fp32 on cpu).")
+    min_batch_size: int = Field(default=1, ge=1, description="Smallest batch RunInference forms.")
+    max_batch_size: int = Field(default=16, ge=1, description="Largest batch RunInference forms (fill the GPU).")
+    trust_remote_code: bool = Field(
+        default=False, description="Run code shipped with the model (off: only transformers' own classes load).")
+
+    @model_validator(mode="after")
+    def _batch_bounds(self):
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError("min_batch_size must be <= max_batch_size")
+        if self.device == "cpu" and self.dtype == "fp16":
+            raise ValueError("dtype fp16 needs device cuda (use fp32 or bf16 on cpu)")
+        return self
+
+    @property
+    def effective_dtype(self) -> DType:
+        return self.dtype or ("bf16" if self.device == "cuda" else "fp32")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.model or ""
+
+
+class CaptionerConfig(ModelConfig):
+    kind: Literal["blip", "git", "vision-encoder-decoder", "florence2"] = Field(
+        default="blip", description="Model family: blip, git, vision-encoder-decoder or florence2.")
+    prompt: Optional[str] = Field(
+        default=None,
+        description="Text the caption starts from (BLIP/GIT), or the task token (Florence-2, "
+                    "e.g. `<MORE_DETAILED_CAPTION>`); none for plain captioning.")
+    max_new_tokens: int = Field(default=30, ge=1, le=512, description="Longest caption, in tokens.")
+    num_captions: int = Field(
+        default=1, ge=1, le=8, description="Captions per image (the best beams of a beam search).")
+
+    @model_validator(mode="after")
+    def _prompt_supported(self):
+        if self.prompt and self.kind == "vision-encoder-decoder":
+            raise ValueError("prompt is not supported by kind vision-encoder-decoder")
+        return self
+
+
+class DetectorConfig(ModelConfig):
+    kind: Literal["detr", "rt-detr", "owlv2", "owlvit"] = Field(
+        default="rt-detr",
+        description="Model family: detr / rt-detr (closed vocabulary) or owlv2 / owlvit (open vocabulary, uses `labels`).")
+    score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Objects scoring below this are dropped.")
+    max_objects: int = Field(default=20, ge=1, description="Most objects kept per image (highest scores first).")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="Labels an open-vocabulary detector looks for (default: the 80 COCO classes).")
+
+
+class TaggerConfig(ModelConfig):
+    kind: Literal["classification", "efficientnet-lite", "clip", "siglip"] = Field(
+        default="clip",
+        description="Model family: classification (any image classifier), efficientnet-lite (offline "
+                    "package), clip / siglip (zero-shot over `vocabulary`).")
+    top_k: int = Field(default=5, ge=1, description="Most tags kept per image.")
+    score_threshold: float = Field(default=0.05, ge=0.0, le=1.0, description="Tags scoring below this are dropped.")
+    vocabulary: list[str] = Field(
+        default_factory=list,
+        description="Tags a zero-shot tagger chooses from (default: COCO + common objects and scenes).")
+    prompt_template: str = Field(
+        default="a photo of a {}.", description="Text each zero-shot tag is embedded as; `{}` is the tag.")
+
+    @model_validator(mode="after")
+    def _template_has_slot(self):
+        if "{}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain `{}`")
+        return self
+
+
+class OcrConfig(ModelConfig):
+    kind: Literal["rapidocr"] = Field(default="rapidocr", description="OCR engine: rapidocr (ONNX).")
+    score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Text lines scoring below this are dropped.")
+    max_lines: int = Field(default=50, ge=1, description="Most text lines kept per image.")
 
 
 class AnnotateConfig(StrictModel):
     """No role runs unless the recipe or a preset names a model for it."""
+
+    captioner: Optional[CaptionerConfig] = Field(default=None, description="Image captioning model.")
+    detector: Optional[DetectorConfig] = Field(default=None, description="Object detection model.")
+    tagger: Optional[TaggerConfig] = Field(default=None, description="Image tagging model.")
+    ocr: Optional[OcrConfig] = Field(default=None, description="Text-in-image reader.")
+
+    def active_roles(self) -> list[tuple[str, ModelConfig]]:
+        """(role, config) of the roles that run, in flow order."""
+        roles = [(role, getattr(self, role)) for role in ROLES]
+        return [(role, config) for role, config in roles if config is not None and config.enabled]

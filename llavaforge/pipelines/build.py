@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import apache_beam as beam
 
 from llavaforge import __version__
+from llavaforge.pipelines.published import DropPublished
 from llavaforge.recipe import Recipe
 from llavaforge.schemas.record import Provenance
 from llavaforge.transforms.decode import Decode
@@ -22,13 +23,19 @@ def model_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
 
 
 def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str], output: str,
-                   run_info: dict[str, Any]):
-    """Add the whole flow to `pipeline`; returns the one-element PCollection of run stats."""
+                   run_info: dict[str, Any], published_keys: Optional[list[str]] = None):
+    """Add the whole flow to `pipeline`; returns the one-element PCollection of run stats.
+
+    `published_keys`: key index files of earlier runs (nightly); images found there are
+    counted as duplicates instead of written again. None: no such filter."""
     provenance = Provenance(version=__version__, recipe_hash=recipe.hash(), run_id=run_info["run_id"])
     samples, read_rejects = pipeline | "ReadShards" >> ReadShards(shard_urls, recipe.read)
     records, decode_rejects = samples | "Decode" >> Decode(recipe.decode, provenance)
     records, duplicates = records | "Dedup" >> ExactDedup()
     rejects = [read_rejects, decode_rejects, duplicates]
+    if published_keys is not None:
+        records, republished = records | "DropPublished" >> DropPublished(published_keys)
+        rejects.append(republished)
     for label, stage in model_stages(recipe):
         records, stage_rejects = records | label >> stage
         rejects.append(stage_rejects)

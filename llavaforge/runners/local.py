@@ -37,8 +37,10 @@ def read_stats(output: str) -> dict[str, Any]:
 
 
 def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[str] = (),
-        run_id: Optional[str] = None, shard_urls: Optional[list[str]] = None) -> dict[str, Any]:
-    """Match inputs, clear the output prefix, run to completion; returns stats.json."""
+        run_id: Optional[str] = None, shard_urls: Optional[list[str]] = None,
+        published_keys: Optional[list[str]] = None) -> dict[str, Any]:
+    """Match inputs, clear the output prefix, run to completion; returns stats.json.
+    `published_keys`: see `build_pipeline`."""
     shard_urls = shard_urls if shard_urls is not None else match_inputs(inputs, recipe.read)
     run_info = {
         "llavaforge_version": __version__,
@@ -51,5 +53,5 @@ def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[
     }
     clear_output(output)
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        build_pipeline(pipeline, recipe, shard_urls, output, run_info)
+        build_pipeline(pipeline, recipe, shard_urls, output, run_info, published_keys)
     return read_stats(output)

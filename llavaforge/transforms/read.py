@@ -179,8 +179,20 @@ class ReadShardFn(beam.DoFn):
                             _shard_error_reason(e), f"{type(e).__name__}: {e}")
 
     def _grouped(self, url: str, members: Iterable[tuple[str, bytes]]) -> Iterator[Union[RawSample, Reject]]:
-        for _, group in group_members(members):
+        # A shard that breaks mid-way (truncated tar) still yields the sample being grouped
+        # when it broke: its members were read whole. The error is raised after it.
+        failures: list[Exception] = []
+
+        def until_failure() -> Iterator[tuple[str, bytes]]:
+            try:
+                yield from members
+            except Exception as e:  # noqa: BLE001 -- re-raised below, after the flush
+                failures.append(e)
+
+        for _, group in group_members(until_failure()):
             yield from samples_from_group(url, group, self.config)
+        if failures:
+            raise failures[0]
 
     def _single_file(self, fs, url: str, path: str) -> Iterator[Union[RawSample, Reject]]:
         """An image file matched directly by a glob, with its sibling text/metadata files."""
@@ -203,11 +215,15 @@ class ReadShardFn(beam.DoFn):
                                 "missing_column", missing)
                 return
             columns = [col for col in (c.image_column, c.text_column, c.url_column, c.id_column) if col]
+            columns = list(dict.fromkeys(columns))
             row = 0
-            for batch in parquet.iter_batches(batch_size=c.parquet_batch_rows, columns=list(dict.fromkeys(columns))):
-                for item in batch.to_pylist():
-                    yield self._parquet_row(fs, url, path, row, item)
-                    row += 1
+            # One row group at a time: pyarrow's iter_batches reads ahead through the
+            # whole file, which is what streaming must avoid for image-heavy shards.
+            for group in range(parquet.num_row_groups):
+                for batch in parquet.read_row_group(group, columns=columns).to_batches(c.parquet_batch_rows):
+                    for item in batch.to_pylist():
+                        yield self._parquet_row(fs, url, path, row, item)
+                        row += 1
 
     def _parquet_row(self, fs, url: str, path: str, row: int, item: dict) -> Union[RawSample, Reject]:
         c = self.config

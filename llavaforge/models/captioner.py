@@ -1,0 +1,71 @@
+"""Captioner role: Hugging Face image-to-text models (BLIP, GIT, VisionEncoderDecoder, Florence-2)."""
+
+from __future__ import annotations
+
+import transformers as tf
+from PIL import Image
+
+from llavaforge.models.config import CaptionerConfig
+from llavaforge.models.handler import VisionModelHandler
+from llavaforge.models.loading import LoadedModel, hf_loaded
+from llavaforge.schemas.record import Caption
+
+# kind -> (model class, processor class, separate tokenizer class or None)
+MODEL_CLASSES = {
+    "blip": (tf.AutoModelForImageTextToText, tf.AutoProcessor, None),
+    "git": (tf.AutoModelForCausalLM, tf.AutoProcessor, None),
+    "vision-encoder-decoder": (tf.VisionEncoderDecoderModel, tf.AutoImageProcessor, tf.AutoTokenizer),
+    "florence2": (tf.AutoModelForImageTextToText, tf.AutoProcessor, None),
+}
+
+
+class CaptionerHandler(VisionModelHandler):
+    role = "captioner"
+    config: CaptionerConfig
+
+    def load(self, path: str, config: CaptionerConfig) -> LoadedModel:
+        model_class, processor_class, tokenizer_class = MODEL_CLASSES[config.kind]
+        return hf_loaded(model_class, processor_class, path, config, tokenizer_class)
+
+    def _inputs(self, images: list[Image.Image], model: LoadedModel) -> dict:
+        prompt = self.config.prompt
+        if prompt:
+            inputs = model.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+        else:
+            inputs = model.processor(images=images, return_tensors="pt")
+        return self.to_device(inputs, model)
+
+    def _generate_kwargs(self) -> dict:
+        n = self.config.num_captions
+        beams = {"num_beams": n, "num_return_sequences": n} if n > 1 else {"num_beams": 1, "do_sample": False}
+        return {"max_new_tokens": self.config.max_new_tokens, **beams}
+
+    def _texts(self, generated, inputs: dict, model: LoadedModel) -> list[str]:
+        if self.config.kind == "git" and "input_ids" in inputs:
+            # GIT returns the prompt ids before the new ones
+            generated = generated[:, inputs["input_ids"].shape[1]:]
+        texts = model.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        prompt = (self.config.prompt or "").strip().lower()
+        return [_strip_prompt(t.strip(), prompt) for t in texts]
+
+    def annotate(self, images: list[Image.Image], model: LoadedModel) -> list[list[Caption]]:
+        inputs = self._inputs(images, model)
+        generated = model.model.generate(**inputs, **self._generate_kwargs())
+        texts = self._texts(generated, inputs, model)
+        n = self.config.num_captions
+        per_image = [texts[i * n:(i + 1) * n] for i in range(len(images))]
+        return [_captions(candidates, self.model_name) for candidates in per_image]
+
+
+def _strip_prompt(text: str, prompt: str) -> str:
+    if prompt and text.lower().startswith(prompt):
+        return text[len(prompt):].strip()
+    return text
+
+
+def _captions(candidates: list[str], model_name: str) -> list[Caption]:
+    """Distinct non-empty captions; an image with none is a failure (a reject, not a crash)."""
+    distinct = list(dict.fromkeys(t for t in candidates if t))
+    if not distinct:
+        raise ValueError("the captioner produced no text")
+    return [Caption(text=t, model=model_name) for t in distinct]

@@ -1,0 +1,1 @@
+"""Pure logic of the quality checks: no Beam, no models; each module one check or helper."""

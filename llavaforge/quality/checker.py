@@ -1,0 +1,86 @@
+"""All checks on one conversation, configured once from the recipe's `check` section."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple, Optional
+
+from llavaforge.quality.finding import (LEAKAGE, OCR_MISMATCH, REFUSAL, STRUCTURE, UNGROUNDED_OBJECT,
+                                        WRONG_COUNT, Finding)
+from llavaforge.quality.grounding import (Evidence, answer_assertions, answers_with_questions,
+                                          ocr_mismatches, ungrounded_objects, wrong_counts)
+from llavaforge.quality.lexicon import Lexicon
+from llavaforge.quality.phrases import phrase_finding, phrase_pattern
+from llavaforge.quality.structure import structure_finding
+from llavaforge.schemas.llava import GPT
+from llavaforge.schemas.record import Annotations, Conversation
+from llavaforge.transforms.check_config import CheckConfig, CheckSwitch
+
+
+class Verdict(NamedTuple):
+    """`rejected`: the finding that rejects the sample (None when kept); `flags`: the reasons
+    of flag-severity findings; `findings`: everything that fired."""
+
+    rejected: Optional[Finding]
+    flags: list[str]
+    findings: list[Finding]
+
+
+class ConversationChecker:
+    def __init__(self, config: CheckConfig) -> None:
+        self.config = config
+        self.lexicon = Lexicon.default(config.objects.synonyms)
+        self._templates = [re.compile(p) for p in config.structure.template_patterns]
+        self._refusal = phrase_pattern(config.refusal.phrases, config.refusal.patterns)
+        self._leakage = phrase_pattern(config.leakage.phrases, config.leakage.patterns)
+        self._switches: dict[str, CheckSwitch] = {
+            STRUCTURE: config.structure, REFUSAL: config.refusal, LEAKAGE: config.leakage,
+            UNGROUNDED_OBJECT: config.objects, WRONG_COUNT: config.counts, OCR_MISMATCH: config.ocr}
+
+    @property
+    def any_enabled(self) -> bool:
+        return any(s.enabled for s in self._switches.values())
+
+    def evidence(self, annotations: Annotations) -> Evidence:
+        return Evidence.of(annotations, self.lexicon)
+
+    def findings(self, conversation: Conversation, evidence: Evidence) -> list[Finding]:
+        """Every enabled check that fires, in `finding.REASONS` order."""
+        on = {reason for reason, switch in self._switches.items() if switch.enabled}
+        found = []
+        if STRUCTURE in on:
+            found.append(structure_finding(conversation, self.config.structure, self._templates))
+        answers = [t.value for t in conversation.turns if t.role == GPT]
+        if REFUSAL in on:
+            found.append(phrase_finding(REFUSAL, answers, self._refusal))
+        if LEAKAGE in on:
+            found.append(phrase_finding(LEAKAGE, answers, self._leakage))
+        pairs = answers_with_questions(conversation.turns)
+        assertions = [answer_assertions(q, a, self.lexicon) for q, a in pairs]
+        if UNGROUNDED_OBJECT in on:
+            found += [ungrounded_objects(a, evidence) for a in assertions]
+        if WRONG_COUNT in on:
+            found += [wrong_counts(a, evidence, self.lexicon, self.config.counts.tolerance)
+                      for a in assertions]
+        if OCR_MISMATCH in on:
+            found += [ocr_mismatches(a, evidence, self.config.ocr.min_similarity) for _, a in pairs]
+        return _merge([f for f in found if f is not None])
+
+    def verdict(self, conversation: Conversation, evidence: Evidence) -> Verdict:
+        findings = self.findings(conversation, evidence)
+        rejecting = [f for f in findings if self._switches[f.reason].severity == "reject"]
+        flags = [f.reason for f in findings if self._switches[f.reason].severity == "flag"]
+        rejected = None
+        if rejecting:
+            others = "; ".join(f"{f.reason}: {f.detail}" for f in findings[1:] if f is not rejecting[0])
+            detail = rejecting[0].detail + (f" (also {others})" if others else "")
+            rejected = Finding(rejecting[0].reason, detail)
+        return Verdict(rejected, flags, findings)
+
+
+def _merge(findings: list[Finding]) -> list[Finding]:
+    """One finding per reason (evidence of several turns joined), first occurrence order."""
+    merged: dict[str, list[str]] = {}
+    for f in findings:
+        merged.setdefault(f.reason, []).append(f.detail)
+    return [Finding(reason, " | ".join(details)) for reason, details in merged.items()]

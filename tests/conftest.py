@@ -1,0 +1,66 @@
+"""Builders for the small test inputs: images in every mode, tar/parquet/folder shards."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from llavaforge.recipe import Recipe
+from llavaforge.schemas.record import Annotations, ImageInfo, ImageRecord, Source
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def image_bytes(width: int = 64, height: int = 48, fmt: str = "JPEG", mode: str = "RGB",
+                seed: int = 0, **save) -> bytes:
+    """A deterministic noisy image (noise keeps distinct seeds distinct after JPEG)."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> str:
+    path.write_bytes(tar_bytes(members))
+    return str(path)
+
+
+def write_parquet(path: Path, rows: list[dict], row_group_size: Optional[int] = None) -> str:
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=row_group_size)
+    return str(path)
+
+
+def make_record(key: str = "0" * 32, seed: int = 0, member: str = "a.jpg", url: str = "shard.tar",
+                annotations: Optional[Annotations] = None) -> ImageRecord:
+    data = image_bytes(seed=seed)
+    return ImageRecord(key=key, source=Source(url=url, member=member),
+                       image=ImageInfo(data=data, format="jpg", width=64, height=48,
+                                       sha256=key * 2, phash="0" * 16),
+                       annotations=annotations or Annotations())
+
+
+@pytest.fixture
+def recipe() -> Recipe:
+    return Recipe()

@@ -1,0 +1,135 @@
+"""End-to-end runs of the CLI on shards holding every kind of bad input."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from llavaforge.cli import main
+from llavaforge.verify import verify
+from tests.conftest import image_bytes, write_parquet, write_tar
+
+
+@pytest.fixture
+def shards(tmp_path):
+    good = [image_bytes(64, 48, seed=i) for i in range(6)]
+    (tmp_path / "in").mkdir()
+    tar = write_tar(tmp_path / "in" / "s-000.tar", [
+        ("a.jpg", good[0]), ("a.txt", b"a caption"),
+        ("b.png", image_bytes(64, 64, fmt="PNG", seed=7)),
+        ("c.jpg", good[1][:700]),                      # truncated
+        ("d.jpg", b""),                                # zero bytes
+        ("e.jpg", b"plain text, not a jpeg\n" * 5),    # text named .jpg
+        ("f.png", image_bytes(1, 1, fmt="PNG")),       # 1x1
+        ("g.jpg", image_bytes(64, 48, mode="CMYK", seed=8)),
+        ("h.md", b"not an image"),                     # non-image member
+        ("../../etc/passwd.jpg", good[2]),             # path traversal name
+        ("a.jpg", good[3]),                            # repeated key later in the tar
+        ("dup.jpg", good[0]),                          # same bytes as a.jpg
+    ])
+    parquet = write_parquet(tmp_path / "in" / "s-001.parquet", [
+        {"image": {"bytes": good[4], "path": None}, "text": "row zero"},
+        {"image": None, "text": "null image"},
+        {"image": {"bytes": good[0], "path": None}, "text": "duplicate across shards"},
+    ])
+    return tar, parquet
+
+
+# 12 tar members (one, a.txt, is a sibling) -> 11 inputs; 3 parquet rows. Written: a, b, g (CMYK),
+# passwd, the second a, parquet row 0.
+EXPECTED = {"inputs": 14, "images_written": 6, "images_rejected": 6, "duplicates": 2}
+EXPECTED_REASONS = {"read": {"no_image": 1, "null_image": 1},
+                    "decode": {"truncated": 1, "empty": 1, "not_an_image": 1, "too_small": 1},
+                    "dedup": {"duplicate": 2}}
+
+
+def run_cli(shards, output, *extra):
+    tar, parquet = shards
+    return main(["-q", "run", "--input", tar, "--input", parquet, "--output", str(output),
+                 "--set", "read.text_column=text", *extra])
+
+
+def keys_of(output):
+    keys = set()
+    for path in sorted((output / "samples").glob("*.parquet")):
+        keys |= set(pq.read_table(path, columns=["key"]).column("key").to_pylist())
+    return keys
+
+
+def test_run_accounts_for_every_input_and_verifies(shards, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(shards, out, "--set", "write.images_per_shard=3") == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert {k: stats[k] for k in EXPECTED} == EXPECTED
+    assert stats["balanced"] is True
+    assert stats["rejects"]["decode"] == EXPECTED_REASONS["decode"]
+    assert stats["rejects"]["read"] == EXPECTED_REASONS["read"]
+    assert stats["rejects"]["dedup"] == EXPECTED_REASONS["dedup"]
+    assert stats["shards"]["samples"] == 2
+    report = verify(str(out))
+    assert report.ok, report.problems
+    for folder in ("samples", "wds", "llava", "images", "rejects"):
+        assert any((out / folder).iterdir()), folder
+    assert not (tmp_path / "etc").exists()
+    text = capsys.readouterr().out
+    assert "balanced    yes" in text and "decode/truncated" in text
+
+
+def test_rerun_replaces_and_never_duplicates(shards, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(shards, out, "--set", "write.images_per_shard=2") == 0
+    first = keys_of(out)
+    assert run_cli(shards, out, "--set", "write.images_per_shard=100") == 0
+    assert keys_of(out) == first
+    assert len(list((out / "samples").glob("*.parquet"))) == 1
+    assert verify(str(out)).ok
+
+
+def test_verify_catches_tampering(shards, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(shards, out) == 0
+    image = next((out / "images").iterdir())
+    image.unlink()
+    report = verify(str(out))
+    assert not report.ok and any("missing from images/" in p for p in report.problems)
+    assert main(["verify", str(out)]) == 1
+    (out / "stats.json").unlink()
+    assert any("did not complete" in p for p in verify(str(out)).problems)
+
+
+def test_verify_catches_unbalanced_stats(shards, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(shards, out) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    stats["inputs"] += 1
+    (out / "stats.json").write_text(json.dumps(stats))
+    report = verify(str(out))
+    assert any(p.startswith("inputs ") for p in report.problems)
+
+
+def test_multiprocessing_gives_the_same_keys_and_counts(shards, tmp_path):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert run_cli(shards, single) == 0
+    assert run_cli(shards, multi, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    assert keys_of(single) == keys_of(multi)
+    counts = ("inputs", "images_written", "images_rejected", "duplicates", "rejects")
+    s1, s2 = (json.loads((o / "stats.json").read_text()) for o in (single, multi))
+    assert {k: s1[k] for k in counts} == {k: s2[k] for k in counts}
+    assert verify(str(multi)).ok
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--input", "/nonexistent/*.tar", "--output", "/tmp/x"], "matches no shard"),
+    (["run", "--input", "x", "--output", "/tmp/x", "--set", "decode.min_side=-1"], "decode.min_side"),
+    (["run", "--input", "x", "--output", "/tmp/x", "--set", "nosuch.field=1"], "nosuch"),
+])
+def test_bad_usage_exits_2_naming_the_problem(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_recipe_reference_and_check(tmp_path, capsys):
+    assert main(["recipe"]) == 0
+    assert "images_per_shard" in capsys.readouterr().out
+    (tmp_path / "r.yaml").write_text("decode: {min_side: 8}\n")
+    assert main(["recipe", "--check", "--recipe", str(tmp_path / "r.yaml")]) == 0

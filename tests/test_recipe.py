@@ -1,0 +1,51 @@
+import pytest
+
+from llavaforge.recipe import Recipe, RecipeError, load_recipe, parse_override, recipe_reference
+
+
+def test_defaults_validate_and_hash_is_stable():
+    assert Recipe().hash() == Recipe().hash()
+    assert Recipe(seed=1).hash() != Recipe().hash()
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("decode:\n  min_side: 16\nwrite:\n  images_per_shard: 5\n")
+    recipe = load_recipe(str(path), {"decode.max_aspect_ratio": 4.0})
+    assert recipe.decode.min_side == 16
+    assert recipe.decode.max_aspect_ratio == 4.0
+    assert recipe.write.images_per_shard == 5
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"decode.min_side": 0}, "decode.min_side"),
+    ({"decode.min_sidee": 3}, "decode.min_sidee"),
+    ({"write.images_per_shard": "many"}, "write.images_per_shard"),
+    ({"decode.reencode_format": "gif"}, "decode.reencode_format"),
+])
+def test_errors_name_the_field_and_value(overrides, field):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(None, overrides)
+    assert f"`{field}`" in str(err.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(str(tmp_path / "missing.yaml"))
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(RecipeError, match="mapping"):
+        load_recipe(str(tmp_path / "list.yaml"))
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("decode.min_side=64") == ("decode.min_side", 64)
+    assert parse_override("read.text_column=alt") == ("read.text_column", "alt")
+    with pytest.raises(RecipeError):
+        parse_override("nonsense")
+
+
+def test_reference_lists_every_section_with_defaults():
+    text = recipe_reference()
+    for section in ("read:", "decode:", "dedup:", "write:"):
+        assert section in text
+    assert "min_side: 32" in text
