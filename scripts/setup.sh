@@ -15,9 +15,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${PIP[@]}" "torch==$TORCH_VERSION"
   else
-    # A CPU wheel already on this machine (pip's find-links) if there is one, else
-    # PyTorch's CPU index.
-    "${PIP[@]}" --no-index "torch==$TORCH_VERSION" 2>/dev/null \
+    # A CPU wheel already on this machine (pip's find-links) if there is one (its
+    # dependencies come with the install below), else PyTorch's CPU index.
+    "${PIP[@]}" --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null \
       || "${PIP[@]}" "torch==$TORCH_VERSION" --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
   fi
 fi
