@@ -168,18 +168,17 @@ def recipe_reference() -> str:
     """Every recipe field with its default and description, as commented YAML."""
     lines: list[str] = []
 
-    def walk(model: type[StrictModel], indent: int) -> None:
+    def walk(model: type[StrictModel], defaults: dict[str, Any], indent: int) -> None:
+        pad = "  " * indent
         for name, info in model.model_fields.items():
             annotation = info.annotation
-            pad = "  " * indent
-            if isinstance(annotation, type) and issubclass(annotation, StrictModel):
-                lines.append(f"{pad}{name}:")
-                walk(annotation, indent + 1)
-                continue
-            default = info.get_default(call_default_factory=True)
             if info.description:
                 lines.append(f"{pad}# {info.description}")
-            lines.append(f"{pad}{name}: {json.dumps(default)}")
+            if isinstance(annotation, type) and issubclass(annotation, StrictModel):
+                lines.append(f"{pad}{name}:")
+                walk(annotation, defaults[name], indent + 1)
+            else:
+                lines.append(f"{pad}{name}: {json.dumps(defaults[name])}")
 
-    walk(Recipe, 0)
+    walk(Recipe, Recipe().model_dump(mode="json"), 0)
     return "\n".join(lines) + "\n"

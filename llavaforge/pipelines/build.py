@@ -11,15 +11,23 @@ from llavaforge.pipelines.published import DropPublished
 from llavaforge.recipe import Recipe
 from llavaforge.schemas.record import Provenance
 from llavaforge.transforms.decode import Decode
-from llavaforge.transforms.dedup import ExactDedup
+from llavaforge.transforms.check import check_stage
+from llavaforge.transforms.dedup import ExactDedup, near_dedup_stage
+from llavaforge.transforms.question_dedup import question_dedup_stage
 from llavaforge.transforms.read import ReadShards
 from llavaforge.transforms.write import WriteOutputs
 
 
-def model_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
-    """The stages between dedup and write that the recipe turns on, in flow order.
-    Each takes records and returns `(records, rejects)`."""
-    return []
+def enabled_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
+    """The stages between exact dedup and write that the recipe turns on, in flow order.
+    Each takes records and returns `(records, rejects)`. Checks and question dedup look at
+    generated conversations, so they run only when synthesis does."""
+    stages = [("NearDedup", near_dedup_stage(recipe))]
+    synthesize = None
+    if synthesize is not None:
+        stages += [("Synthesize", synthesize), ("Check", check_stage(recipe)),
+                   ("QuestionDedup", question_dedup_stage(recipe))]
+    return [(label, stage) for label, stage in stages if stage is not None]
 
 
 def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str], output: str,
@@ -36,7 +44,7 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str
     if published_keys is not None:
         records, republished = records | "DropPublished" >> DropPublished(published_keys)
         rejects.append(republished)
-    for label, stage in model_stages(recipe):
+    for label, stage in enabled_stages(recipe):
         records, stage_rejects = records | label >> stage
         rejects.append(stage_rejects)
     inputs = (

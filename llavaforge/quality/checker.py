@@ -72,7 +72,7 @@ class ConversationChecker:
         flags = [f.reason for f in findings if self._switches[f.reason].severity == "flag"]
         rejected = None
         if rejecting:
-            others = "; ".join(f"{f.reason}: {f.detail}" for f in findings[1:] if f is not rejecting[0])
+            others = "; ".join(f"{f.reason}: {f.detail}" for f in findings if f != rejecting[0])
             detail = rejecting[0].detail + (f" (also {others})" if others else "")
             rejected = Finding(rejecting[0].reason, detail)
         return Verdict(rejected, flags, findings)

@@ -5,7 +5,7 @@ Only what the annotations can confirm or refute is judged:
   or have a descendant named, by a detected label, a tag or a caption (any model, including
   text that came with the image). Mentions in a negated clause ("there is no dog"), in a
   hypothetical or generic sentence ("you could bring an umbrella", "dogs often ..."), inside
-  quotes, or naming the object a presence question asked about when the answer is "no",
+  quotes, modifying another noun ("coffee cup"), or naming the object a presence question asked about when the answer is "no",
   assert nothing and are skipped.
 - counts: "three dogs" is compared with the number of detections of that concept. The
   detector is taken to have run, and to know the concept, when it reported at least one
@@ -157,8 +157,11 @@ def assertions(answer: str, lexicon: Lexicon, skip_concepts: Iterable[str] = ())
             words = tokens(clause)
             if NEGATIONS & set(words):
                 continue
-            mentions = [m for m in lexicon.mentions(words)
-                        if is_noun_use(m, words) and m.concept not in skipped]
+            found = lexicon.mentions(words)
+            # In a noun-noun compound ("coffee cup", "dog bed") the first noun only modifies.
+            heads = [m for m, after in zip(found, found[1:] + [None])
+                     if after is None or after.start != m.end]
+            mentions = [m for m in heads if is_noun_use(m, words) and m.concept not in skipped]
             result.mentions.extend(mentions)
             result.counts.extend(stated_counts(words, mentions))
     return result

@@ -89,7 +89,7 @@ class StructureCheck(CheckSwitch):
         default_factory=lambda: LengthBounds(min=1, max=4000),
         description="Length of each gpt turn, for task types not in `answer_chars_by_task`.")
     answer_chars_by_task: dict[str, MinMax] = Field(
-        default_factory=lambda: {"detail": (80, 4000), "reasoning": (30, 4000)},
+        default_factory=lambda: {"detail": (50, 4000), "reasoning": (20, 4000)},
         description="[min, max] characters of each gpt turn per task type.")
     max_total_chars: int = Field(default=16000, ge=1, description="Most characters over all turns.")
     turn_pairs: dict[str, MinMax] = Field(
@@ -151,8 +151,10 @@ class OcrCheck(CheckSwitch):
 
 
 class QuestionDedupConfig(StrictModel):
-    enabled: bool = Field(default=True, description="Limit how often one first question appears in the dataset.")
-    max_copies: int = Field(default=100, ge=1, description="Most samples kept per (near-)identical first question.")
+    enabled: bool = Field(
+        default=True, description="Limit how often one first question appears in the dataset.")
+    max_copies: int = Field(
+        default=100, ge=1, description="Most samples kept per (near-)identical first question.")
     method: Literal["minhash"] = Field(
         default="minhash",
         description="How questions are compared: `minhash` (normalised text, character shingles).")
@@ -169,15 +171,17 @@ class CheckConfig(StrictModel):
     """Checks on generated conversations; each check rejects or flags a sample."""
 
     enabled: bool = Field(default=True, description="Run the checks stage at all.")
-    structure: StructureCheck = Field(default_factory=StructureCheck,
-                                      description="LLaVA validity, lengths, turns per task, template leftovers.")
+    structure: StructureCheck = Field(
+        default_factory=StructureCheck,
+        description="LLaVA validity, lengths, turns per task, template leftovers.")
     refusal: RefusalCheck = Field(default_factory=RefusalCheck, description="Refusals in answers.")
     leakage: LeakageCheck = Field(default_factory=LeakageCheck,
                                   description="Answers that mention the description instead of the image.")
     objects: ObjectCheck = Field(default_factory=ObjectCheck,
                                  description="Objects named in answers must be in the annotations.")
-    counts: CountCheck = Field(default_factory=CountCheck,
-                               description="Counts in answers must match detections (when a detector saw the object).")
+    counts: CountCheck = Field(
+        default_factory=CountCheck,
+        description="Counts in answers must match detections (when a detector saw the object).")
     ocr: OcrCheck = Field(default_factory=OcrCheck,
                           description="Quoted text said to be in the image must be in the OCR output.")
     questions: QuestionDedupConfig = Field(default_factory=QuestionDedupConfig,
