@@ -12,8 +12,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from llavaforge.recipe import RecipeError, load_recipe, parse_override, recipe_reference
-from llavaforge.transforms.read import InputError
+# Beam's GCP module warns at import when the optional GCP clients are absent; the `gcp`
+# extra installs them where they are used.
+logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
+
+from llavaforge.recipe import RecipeError, load_recipe, parse_override, recipe_reference  # noqa: E402
+from llavaforge.transforms.read import InputError  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -178,7 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = p.parse_known_args(argv)
     if beam_args and args.command not in ("run", "demo", "nightly"):
         p.error(f"unrecognized arguments: {' '.join(beam_args)}")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         if args.command == "run":

@@ -18,6 +18,7 @@ from llavaforge.models.llm.config import SynthesizeConfig
 from llavaforge.schemas.config import StrictModel
 from llavaforge.transforms.check_config import CheckConfig
 
+PRESET_NAMES = ("tiny", "offline", "hub")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
 
@@ -104,6 +105,13 @@ class Recipe(StrictModel):
     synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
     check: CheckConfig = Field(default_factory=CheckConfig)
     write: WriteConfig = Field(default_factory=WriteConfig)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and v not in PRESET_NAMES:
+            raise ValueError(f"unknown preset; known: {', '.join(PRESET_NAMES)}")
+        return v
 
     def hash(self) -> str:
         """Stable over field order and formatting: what the run computes, not how it was written."""

@@ -31,6 +31,7 @@ class CaptionerHandler(VisionModelHandler):
         prompt = self.config.prompt
         if prompt:
             inputs = model.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+            inputs.pop("token_type_ids", None)  # generate() of GIT/BLIP rejects them
         else:
             inputs = model.processor(images=images, return_tensors="pt")
         return self.to_device(inputs, model)

@@ -8,7 +8,8 @@ again. `load_shared` keeps one copy per process per model configuration.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
@@ -23,13 +24,16 @@ class ModelLoadError(RuntimeError):
     """A model that cannot be loaded: the run stops, naming the role and the model id."""
 
 
-class LoadedModel(NamedTuple):
+@dataclass(frozen=True)
+class LoadedModel:
+    """A role's loaded model; a dataclass, not a NamedTuple, because Beam's Shared holds it by weak reference."""
+
     model: Any  # the torch module (or engine) that runs
     processor: Any  # turns images (and text) into model inputs
     tokenizer: Any  # turns generated ids into text / labels into ids; None when not needed
     device: torch.device
     dtype: torch.dtype
-    derived: dict  # tensors computed once per model and reused by every batch (text embeddings)
+    derived: dict = field(default_factory=dict)  # tensors computed once per model and reused by every batch (text embeddings)
 
 
 Loader = Callable[[str, ModelConfig], LoadedModel]

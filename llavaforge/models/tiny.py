@@ -24,7 +24,7 @@ from llavaforge.models.labels import coco_classes
 TINY_PREFIX = "llavaforge-tiny/"
 TINY_SEED = 0
 IMAGE_SIZE = 32  # pixels: small enough that CPU tests run in milliseconds per image
-_BUILD_VERSION = "1"  # bump when a builder changes, so cached folders are rebuilt
+_BUILD_VERSION = "3"  # bump when a builder changes, so cached folders are rebuilt
 
 WORDS = (
     "a an the of on in with and at near next to is are two three small large red blue green "
@@ -34,11 +34,9 @@ WORDS = (
 ).split() + [w for label in coco_classes() for w in label.split()]
 
 
-def _bert_tokenizer(folder: Path) -> tf.BertTokenizer:
+def _bert_tokenizer() -> tf.BertTokenizer:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS))
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n")
-    return tf.BertTokenizer(vocab_file=str(vocab_file))
+    return tf.BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)})
 
 
 def _clip_tokenizer() -> tf.CLIPTokenizer:
@@ -46,8 +44,20 @@ def _clip_tokenizer() -> tf.CLIPTokenizer:
     from tokenizers.pre_tokenizers import ByteLevel
 
     chars = sorted(ByteLevel.alphabet())
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
+    # specials last: OWL-ViT/OWLv2 treat a query whose first id is 0 as padding
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     return tf.CLIPTokenizer(vocab={tok: i for i, tok in enumerate(tokens)}, merges=[])
+
+
+def _only_words(model: torch.nn.Module, tokenizer) -> torch.nn.Module:
+    """Random weights emit special tokens (an empty caption) and stop early; pushing their
+    output bias down makes a tiny captioner write words until `max_new_tokens`."""
+    vocab_size = len(tokenizer)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") and param.shape == (vocab_size,):
+                param[tokenizer.all_special_ids] = -1e4
+    return model
 
 
 def _small_vit(**extra) -> dict:
@@ -65,33 +75,33 @@ def _image_processor_size() -> dict:
 
 
 def _build_blip(folder: Path) -> None:
-    tokenizer = _bert_tokenizer(folder)
+    tokenizer = _bert_tokenizer()
     text = _small_text(len(tokenizer), bos_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id)
     config = tf.BlipConfig(text_config=text, vision_config=_small_vit(), projection_dim=32)
-    tf.BlipForConditionalGeneration(config).save_pretrained(folder)
+    _only_words(tf.BlipForConditionalGeneration(config), tokenizer).save_pretrained(folder)
     image_processor = tf.BlipImageProcessor(size=_image_processor_size())
     tf.BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
 
 
 def _build_git(folder: Path) -> None:
-    tokenizer = _bert_tokenizer(folder)
+    tokenizer = _bert_tokenizer()
     config = tf.GitConfig(vision_config=_small_vit(), **_small_text(
         len(tokenizer), bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id))
-    tf.GitForCausalLM(config).save_pretrained(folder)
+    _only_words(tf.GitForCausalLM(config), tokenizer).save_pretrained(folder)
     image_processor = tf.CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size=_image_processor_size())
     tf.GitProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
 
 
 def _build_vision_encoder_decoder(folder: Path) -> None:
-    tokenizer = _bert_tokenizer(folder)
+    tokenizer = _bert_tokenizer()
     decoder = tf.BertConfig(**_small_text(len(tokenizer), is_decoder=True, add_cross_attention=True))
     config = tf.VisionEncoderDecoderConfig.from_encoder_decoder_configs(tf.ViTConfig(**_small_vit()), decoder)
     config.decoder_start_token_id = tokenizer.cls_token_id
     config.pad_token_id = tokenizer.pad_token_id
     config.eos_token_id = tokenizer.sep_token_id
-    tf.VisionEncoderDecoderModel(config=config).save_pretrained(folder)
+    _only_words(tf.VisionEncoderDecoderModel(config=config), tokenizer).save_pretrained(folder)
     tf.ViTImageProcessor(size=_image_processor_size()).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
@@ -112,6 +122,18 @@ def _build_detr(folder: Path) -> None:
         encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=10, **_coco_labels())
     tf.DetrForObjectDetection(config).save_pretrained(folder)
     tf.DetrImageProcessor(size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE}).save_pretrained(folder)
+
+
+def _build_rt_detr(folder: Path) -> None:
+    backbone = tf.RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1],
+                                     out_features=["stage2", "stage3", "stage4"])
+    config = tf.RTDetrConfig(
+        backbone_config=backbone, use_pretrained_backbone=False, d_model=32, encoder_hidden_dim=32,
+        encoder_in_channels=[16, 16, 16], decoder_in_channels=[32, 32, 32], encoder_ffn_dim=64,
+        encoder_attention_heads=2, decoder_layers=1, decoder_ffn_dim=64, decoder_attention_heads=2,
+        num_queries=10, **_coco_labels())
+    tf.RTDetrForObjectDetection(config).save_pretrained(folder)
+    tf.RTDetrImageProcessor(size=_image_processor_size()).save_pretrained(folder)
 
 
 def _build_owlv2(folder: Path) -> None:
@@ -148,6 +170,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "git": _build_git,
     "vit-bert": _build_vision_encoder_decoder,
     "detr": _build_detr,
+    "rt-detr": _build_rt_detr,
     "owlv2": _build_owlv2,
     "clip": _build_clip,
     "vit-classifier": _build_classifier,

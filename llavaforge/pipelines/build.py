@@ -9,8 +9,10 @@ import apache_beam as beam
 from llavaforge import __version__
 from llavaforge.pipelines.published import DropPublished
 from llavaforge.recipe import Recipe
+from llavaforge.runners.dataflow import gpu_stage_hints, with_gpu_hints
 from llavaforge.schemas.record import Provenance
 from llavaforge.transforms.decode import Decode
+from llavaforge.transforms.annotate import annotate_stage
 from llavaforge.transforms.check import check_stage
 from llavaforge.transforms.dedup import ExactDedup, near_dedup_stage
 from llavaforge.transforms.question_dedup import question_dedup_stage
@@ -18,11 +20,15 @@ from llavaforge.transforms.read import ReadShards
 from llavaforge.transforms.write import WriteOutputs
 
 
+# Model stages: on Dataflow they carry the GPU resource hints, so only they run on GPU workers.
+GPU_STAGES = ("Annotate", "Synthesize")
+
+
 def enabled_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
     """The stages between exact dedup and write that the recipe turns on, in flow order.
     Each takes records and returns `(records, rejects)`. Checks and question dedup look at
     generated conversations, so they run only when synthesis does."""
-    stages = [("NearDedup", near_dedup_stage(recipe))]
+    stages = [("NearDedup", near_dedup_stage(recipe)), ("Annotate", annotate_stage(recipe))]
     synthesize = None
     if synthesize is not None:
         stages += [("Synthesize", synthesize), ("Check", check_stage(recipe)),
@@ -44,7 +50,14 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str
     if published_keys is not None:
         records, republished = records | "DropPublished" >> DropPublished(published_keys)
         rejects.append(republished)
+    hints = gpu_stage_hints(pipeline.options)
     for label, stage in enabled_stages(recipe):
+        if label == "Synthesize":
+            # Breaks fusion between the vision and the LLM stage: a retry in one does not
+            # rerun the other, and each scales on its own workers.
+            records = records | "VisionToLLM" >> beam.Reshuffle()
+        if label in GPU_STAGES:
+            stage = with_gpu_hints(stage, hints)
         records, stage_rejects = records | label >> stage
         rejects.append(stage_rejects)
     inputs = (

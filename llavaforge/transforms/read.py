@@ -9,6 +9,7 @@ workers, and each shard is read as a stream, never whole.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 from typing import Iterable, Iterator, Optional, Union
 
@@ -22,6 +23,8 @@ from webdataset.tariterators import base_plus_ext, tar_file_iterator
 from llavaforge.recipe import ReadConfig
 from llavaforge.schemas.record import RawSample, Reject, Source, source_key
 from llavaforge.transforms.base import REJECTS
+
+log = logging.getLogger(__name__)
 
 STAGE = "read"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -149,14 +152,18 @@ class ReadShardFn(beam.DoFn):
         self._rejected = Metrics.counter(STAGE, "rejected")
 
     def process(self, url: str) -> Iterator:
+        samples = rejects = 0
         for out in self.read_shard(url):
             if isinstance(out, Reject):
-                self._rejected.inc()
+                rejects += 1
                 yield beam.pvalue.TaggedOutput(REJECTS, out)
             else:
-                self._samples.inc()
+                samples += 1
                 yield out
+        self._samples.inc(samples)
+        self._rejected.inc(rejects)
         self._shards.inc()
+        log.info("read %s: %d samples, %d rejects", url, samples, rejects)
 
     def read_shard(self, url: str) -> Iterator[Union[RawSample, Reject]]:
         fs, path = url_to_fs(url)

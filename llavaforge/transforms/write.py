@@ -8,6 +8,7 @@ identical files, and a run's output is complete only once `stats.json` exists.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import Counter
@@ -22,6 +23,8 @@ from llavaforge.recipe import WriteConfig
 from llavaforge.schemas.llava import llava_records
 from llavaforge.schemas.record import DUPLICATE_REASONS, ImageRecord, Reject
 from llavaforge.schemas.tables import REJECTS_SCHEMA, SAMPLES_SCHEMA, reject_row, sample_rows, to_table
+
+log = logging.getLogger(__name__)
 
 OUTPUT_DIRS = ("samples", "wds", "llava", "images", "rejects")
 STATS_FILE = "stats.json"
@@ -151,7 +154,10 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable]) -> Iterator[dict[str, Any]]:
         index, items = element
-        yield self.writer(self.prefix, index, list(items))
+        summary = self.writer(self.prefix, index, list(items))
+        log.info("wrote %s shard %05d: %s", self.writer.__name__, index,
+                 {k: v for k, v in summary.items() if isinstance(v, int) and k != "shard"})
+        yield summary
 
 
 class _WriteStatsFn(beam.DoFn):

@@ -1,0 +1,140 @@
+"""Annotate: captions, objects, tags and OCR text for every record, one RunInference per role.
+
+Roles run in flow order (captioner, detector, tagger, OCR), each adding its annotations to
+the record with its model's name. A batch whose inference fails is retried image by image,
+so only the image that breaks the model becomes a reject (stage `annotate`, reason
+`<role>_failed`); the rest of the batch is annotated. A model that cannot be loaded fails
+the run at once (`ModelLoadError` naming the role and model id).
+
+Source-provided text (alt text, captions from the shard) becomes `Caption(text, "source")`
+here, whenever the stage runs. `annotate_stage` returns None when no role runs; the
+pipeline then has no annotate stage and source text stays in `record.source.texts` only
+(the lead may add `SourceCaptions` on its own in that case).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from llavaforge.models.captioner import CaptionerHandler
+from llavaforge.models.config import AnnotateConfig, ModelConfig
+from llavaforge.models.detector import DetectorHandler
+from llavaforge.models.handler import Annotation, VisionModelHandler
+from llavaforge.models.ocr import OcrHandler
+from llavaforge.models.presets import effective_annotate_config
+from llavaforge.models.tagger import TaggerHandler
+from llavaforge.schemas.record import Caption, ImageRecord, Reject
+from llavaforge.transforms.base import REJECTS
+
+STAGE = "annotate"
+SOURCE_MODEL = "source"
+
+HANDLERS: dict[str, type[VisionModelHandler]] = {
+    "captioner": CaptionerHandler,
+    "detector": DetectorHandler,
+    "tagger": TaggerHandler,
+    "ocr": OcrHandler,
+}
+# where each role's output goes in `Annotations`
+ANNOTATION_FIELDS = {"captioner": "captions", "detector": "objects", "tagger": "tags", "ocr": "ocr"}
+
+
+def make_handler(role: str, config: ModelConfig) -> VisionModelHandler:
+    return HANDLERS[role](config)
+
+
+def failure_reason(role: str) -> str:
+    return f"{role}_failed"
+
+
+def with_annotations(record: ImageRecord, role: str, items: list[Annotation]) -> ImageRecord:
+    """A copy of `record` with `items` appended to the role's annotation list."""
+    field = ANNOTATION_FIELDS[role]
+    annotations = dataclasses.replace(record.annotations, **{field: [*getattr(record.annotations, field), *items]})
+    return record.replace(annotations=annotations)
+
+
+def with_source_captions(record: ImageRecord) -> ImageRecord:
+    """Text that came with the image in its shard, kept as captions by model "source"."""
+    texts = [t.strip() for t in record.source.texts if t.strip()]
+    known = {c.text for c in record.annotations.captions if c.model == SOURCE_MODEL}
+    captions = [Caption(text=t, model=SOURCE_MODEL) for t in dict.fromkeys(texts) if t not in known]
+    return with_annotations(record, "captioner", captions) if captions else record
+
+
+class _RetryEachImageFn(beam.DoFn):
+    """A failed batch, image by image: the images that work are annotated, the others rejected."""
+
+    def __init__(self, role: str, handler: VisionModelHandler) -> None:
+        super().__init__()
+        self._role = role
+        self._handler = handler
+        self._rejected = Metrics.counter(STAGE, failure_reason(role))
+        self._model = None
+
+    def setup(self) -> None:
+        self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
+
+    def process(self, failed: tuple) -> Iterator:
+        keyed_batch = failed[0]
+        for key, record in keyed_batch:
+            try:
+                (result,) = self._handler.run_inference([record], self._model)
+            except Exception as e:  # noqa: BLE001 -- this image is the one that breaks the model
+                self._rejected.inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, Reject.of(
+                    key, record.source, STAGE, failure_reason(self._role), f"{type(e).__name__}: {e}"))
+            else:
+                yield with_annotations(record, self._role, result.inference)
+
+
+class AnnotateRole(beam.PTransform):
+    """ImageRecords -> (records with this role's annotations, rejects), via keyed RunInference."""
+
+    def __init__(self, role: str, config: ModelConfig) -> None:
+        super().__init__()
+        self._role = role
+        self._handler = make_handler(role, config)
+
+    def expand(self, records):
+        role = self._role
+        results, failures = (
+            records
+            | "Key" >> beam.Map(lambda r: (r.key, r))
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
+        )
+        annotated = results | "AddAnnotations" >> beam.MapTuple(
+            lambda _key, result: with_annotations(result.example, role, result.inference))
+        retried = failures.failed_inferences | "RetryEachImage" >> beam.ParDo(
+            _RetryEachImageFn(role, self._handler)).with_outputs(REJECTS, main="records")
+        merged = (annotated, retried.records) | "Merge" >> beam.Flatten()
+        return merged, retried[REJECTS]
+
+
+class Annotate(beam.PTransform):
+    """ImageRecords -> (annotated records, rejects): source captions, then every configured role."""
+
+    def __init__(self, config: AnnotateConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, records):
+        records = records | "SourceCaptions" >> beam.Map(with_source_captions)
+        rejects = []
+        for role, config in self._config.active_roles():
+            records, role_rejects = records | f"Annotate_{role}" >> AnnotateRole(role, config)
+            rejects.append(role_rejects)
+        if not rejects:
+            rejects.append(records.pipeline | "NoRejects" >> beam.Create([]))
+        return records, tuple(rejects) | "AnnotateRejects" >> beam.Flatten()
+
+
+def annotate_stage(recipe) -> beam.PTransform:
+    """The annotate stage of a recipe (its `annotate` section under its preset). It runs even
+    when no vision role does, so source-provided text still becomes captions."""
+    return Annotate(effective_annotate_config(recipe.annotate, recipe.preset))

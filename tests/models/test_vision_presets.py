@@ -1,0 +1,57 @@
+"""Vision presets: the recipe wins field by field; unknown presets name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from llavaforge.models.presets import VISION_PRESETS, PresetError, describe_presets, effective_annotate_config
+from llavaforge.models.tiny import BUILDERS, TINY_PREFIX
+from llavaforge.recipe import load_recipe
+
+
+def _effective(preset=None, **overrides):
+    recipe = load_recipe(None, {**({"preset": preset} if preset else {}), **overrides})
+    return effective_annotate_config(recipe.annotate, recipe.preset)
+
+
+def test_no_preset_no_roles():
+    assert _effective().active_roles() == []
+
+
+def test_offline_has_tagger_and_ocr_only():
+    config = _effective("offline")
+    assert [role for role, _ in config.active_roles()] == ["tagger", "ocr"]
+    assert "No captioner or detector" in VISION_PRESETS["offline"].description
+
+
+def test_recipe_fields_win_over_the_preset():
+    config = _effective("tiny", **{"annotate.captioner.max_batch_size": 3, "annotate.tagger.enabled": False,
+                                   "annotate.ocr.model": "rapidocr"})
+    assert config.captioner.max_batch_size == 3
+    assert config.captioner.model == TINY_PREFIX + "blip"  # the rest comes from the preset
+    assert [role for role, _ in config.active_roles()] == ["captioner", "detector", "ocr"]
+
+
+def test_unknown_preset_names_the_field():
+    with pytest.raises(PresetError, match="`preset`.*'bogus'"):
+        _effective("bogus")
+
+
+def test_bad_merged_value_names_the_field():
+    with pytest.raises(Exception, match="max_batch_size"):
+        _effective("tiny", **{"annotate.captioner.max_batch_size": 0})
+
+
+def test_tiny_covers_every_hub_architecture():
+    hub_kinds = {entry.config["kind"] for entry in VISION_PRESETS["hub"].roles.values()} - {"rapidocr"}
+    tiny_kinds = {"blip", "git", "vision-encoder-decoder", "detr", "rt-detr", "owlv2", "clip", "classification"}
+    assert hub_kinds <= tiny_kinds
+    assert {"blip", "git", "vit-bert", "detr", "rt-detr", "owlv2", "clip", "vit-classifier"} <= set(BUILDERS)
+
+
+def test_describe_lists_every_preset_role_and_license():
+    text = describe_presets()
+    for name, preset in VISION_PRESETS.items():
+        assert f"{name}:" in text
+        for entry in preset.roles.values():
+            assert entry.config["model"] in text and entry.license in text
