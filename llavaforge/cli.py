@@ -1,4 +1,4 @@
-"""`llavaforge run | demo | verify | recipe`.
+"""`llavaforge run | demo | nightly | status | verify | models | recipe`.
 
 Exit codes: 0 ok, 2 bad usage or configuration, 1 the run failed.
 """
@@ -35,6 +35,11 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="model preset: tiny, offline or hub (overrides the recipe)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one recipe field, e.g. --set decode.min_side=64 (repeatable)")
+
+
+def _input_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", action="append", required=True, metavar="GLOB",
+                        help="shards: tar, parquet, image files or folders; any fsspec URL (repeatable)")
 
 
 def _load(args: argparse.Namespace, preset_default: Optional[str] = None):
@@ -139,14 +144,24 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from llavaforge.models.presets import describe_presets
+
+    print(describe_presets())
+    return EXIT_OK
+
+
+BEAM_COMMANDS = {"run": cmd_run, "demo": cmd_demo, "nightly": cmd_nightly}
+COMMANDS = {"status": cmd_status, "verify": cmd_verify, "models": cmd_models, "recipe": cmd_recipe}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llavaforge", description=__doc__.split("\n")[0])
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = p.add_subparsers(dest="command", required=True)
 
     run_p = sub.add_parser("run", help="run the pipeline; unknown flags go to Beam (--runner, ...)")
-    run_p.add_argument("--input", action="append", required=True, metavar="GLOB",
-                       help="shards: tar, parquet, image files or folders; any fsspec URL (repeatable)")
+    _input_arg(run_p)
     run_p.add_argument("--output", required=True, metavar="PREFIX", help="output prefix (any fsspec URL)")
     _recipe_args(run_p)
 
@@ -156,8 +171,7 @@ def parser() -> argparse.ArgumentParser:
 
     nightly_p = sub.add_parser("nightly", help="incremental run: only shards the ledger under --output "
                                "has not done; unknown flags go to Beam")
-    nightly_p.add_argument("--input", action="append", required=True, metavar="GLOB",
-                           help="shards: tar, parquet, image files or folders; any fsspec URL (repeatable)")
+    _input_arg(nightly_p)
     nightly_p.add_argument("--output", required=True, metavar="PREFIX",
                            help="output prefix: runs go to PREFIX/dt=DATE/run-ID/, the ledger to PREFIX/_ledger/")
     nightly_p.add_argument("--date", type=_iso_date, metavar="YYYY-MM-DD", help="partition date (default: today, UTC)")
@@ -171,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
     verify_p = sub.add_parser("verify", help="check a run's output from its files alone")
     verify_p.add_argument("prefix")
 
+    sub.add_parser("models", help="list the model presets: roles, model ids, sizes, licenses")
+
     recipe_p = sub.add_parser("recipe", help="print every recipe field with its default")
     recipe_p.add_argument("--check", action="store_true", help="validate --recipe/--set instead")
     _recipe_args(recipe_p)
@@ -180,23 +196,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = parser()
     args, beam_args = p.parse_known_args(argv)
-    if beam_args and args.command not in ("run", "demo", "nightly"):
+    if beam_args and args.command not in BEAM_COMMANDS:
         p.error(f"unrecognized arguments: {' '.join(beam_args)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         force=True)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        if args.command == "run":
-            return cmd_run(args, beam_args)
-        if args.command == "demo":
-            return cmd_demo(args, beam_args)
-        if args.command == "nightly":
-            return cmd_nightly(args, beam_args)
-        if args.command == "status":
-            return cmd_status(args)
-        if args.command == "verify":
-            return cmd_verify(args)
-        return cmd_recipe(args)
+        if args.command in BEAM_COMMANDS:
+            return BEAM_COMMANDS[args.command](args, beam_args)
+        return COMMANDS[args.command](args)
     except (RecipeError, InputError, UsageError) as e:
         print(f"llavaforge: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,7 +6,8 @@ import pytest
 
 from llavaforge.models.presets import VISION_PRESETS, PresetError, describe_presets, effective_annotate_config
 from llavaforge.models.tiny import BUILDERS, TINY_PREFIX
-from llavaforge.recipe import load_recipe
+from llavaforge.models.config import AnnotateConfig
+from llavaforge.recipe import RecipeError, load_recipe
 
 
 def _effective(preset=None, **overrides):
@@ -33,8 +34,10 @@ def test_recipe_fields_win_over_the_preset():
 
 
 def test_unknown_preset_names_the_field():
-    with pytest.raises(PresetError, match="`preset`.*'bogus'"):
+    with pytest.raises(RecipeError, match="`preset`.*'bogus'"):
         _effective("bogus")
+    with pytest.raises(PresetError, match="`preset`.*'bogus'"):
+        effective_annotate_config(AnnotateConfig(), "bogus")
 
 
 def test_bad_merged_value_names_the_field():
