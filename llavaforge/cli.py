@@ -145,9 +145,11 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from llavaforge.models.llm.presets import describe_llm_presets
     from llavaforge.models.presets import describe_presets
 
     print(describe_presets())
+    print(describe_llm_presets())
     return EXIT_OK
 
 

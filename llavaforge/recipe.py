@@ -114,8 +114,16 @@ class Recipe(StrictModel):
         return v
 
     def hash(self) -> str:
-        """Stable over field order and formatting: what the run computes, not how it was written."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Stable over field order and formatting: what the run computes, not how it was
+        written. The prompt files are part of it, so editing a prompt is a recipe change."""
+        from llavaforge.prompts.library import PromptError, prompt_library_fingerprint
+
+        try:
+            prompts = prompt_library_fingerprint(self.synthesize.prompts_dir)
+        except PromptError as e:
+            raise RecipeError(f"recipe field `synthesize.prompts_dir`: {e}") from e
+        content = {"recipe": self.model_dump(mode="json"), "prompts": prompts}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -17,6 +17,7 @@ from llavaforge.transforms.check import check_stage
 from llavaforge.transforms.dedup import ExactDedup, near_dedup_stage
 from llavaforge.transforms.question_dedup import question_dedup_stage
 from llavaforge.transforms.read import ReadShards
+from llavaforge.transforms.synthesize import synthesize_stage
 from llavaforge.transforms.write import WriteOutputs
 
 
@@ -29,7 +30,7 @@ def enabled_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
     Each takes records and returns `(records, rejects)`. Checks and question dedup look at
     generated conversations, so they run only when synthesis does."""
     stages = [("NearDedup", near_dedup_stage(recipe)), ("Annotate", annotate_stage(recipe))]
-    synthesize = None
+    synthesize = synthesize_stage(recipe)
     if synthesize is not None:
         stages += [("Synthesize", synthesize), ("Check", check_stage(recipe)),
                    ("QuestionDedup", question_dedup_stage(recipe))]

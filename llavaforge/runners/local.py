@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 import fsspec
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from llavaforge import __version__
 from llavaforge.pipelines.build import build_pipeline
@@ -29,6 +30,18 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
         # Prism, Beam's default local runner, downloads a binary at start: keep runs offline.
         standard.runner = "DirectRunner"
     return options
+
+
+def share_cores_between_workers(options: PipelineOptions) -> None:
+    """Give each local worker process its share of the cores for torch/OpenMP threads.
+
+    Every process would otherwise start one thread per core: N workers on N cores then
+    oversubscribe the machine and run slower than one process. Workers inherit the
+    environment; a value the user set is kept."""
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
+        threads = max(1, (os.cpu_count() or 1) // direct.direct_num_workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 def read_stats(output: str) -> dict[str, Any]:
@@ -52,6 +65,8 @@ def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[
         "started_at": time.time(),
     }
     clear_output(output)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+    options = pipeline_options(beam_args)
+    share_cores_between_workers(options)
+    with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, recipe, shard_urls, output, run_info, published_keys)
     return read_stats(output)

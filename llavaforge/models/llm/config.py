@@ -1,7 +1,170 @@
-"""Recipe section `synthesize`: which task types the LLM writes, with which backend."""
+"""Recipe section `synthesize`: which task types the LLM writes, with which backend.
+
+Synthesis is off while `tasks` is empty; a preset (see `presets.py`) fills it in, and every
+field written in the recipe wins over the preset.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
 
 from llavaforge.schemas.config import StrictModel
+
+DEFAULT_TASK_WEIGHTS = {"conversation": 58.0, "detail": 23.0, "reasoning": 77.0}
+
+
+class SamplingConfig(StrictModel):
+    temperature: float = Field(
+        default=0.0, ge=0.0,
+        description="0 decodes greedily (deterministic); above 0 samples, seeded per conversation "
+                    "from the recipe seed, the image key and the task.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (when sampling).")
+    repetition_penalty: float = Field(
+        default=1.0, ge=1.0,
+        description="Penalty on repeated tokens (hf and vllm backends; 1.0 = off). Helps small "
+                    "models that loop.")
+
+
+class HfBackendConfig(StrictModel):
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where the model runs; auto = cuda when available, else cpu.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default="auto", description="Weights dtype; auto = bfloat16 on GPU, float32 on CPU.")
+    prompt_style: Literal["auto", "chat", "completion"] = Field(
+        default="auto",
+        description="chat = the tokenizer's chat template; completion = a plain few-shot text "
+                    "template (for base models); auto = chat when the tokenizer has a template.")
+    prefix_reuse: bool = Field(
+        default=True,
+        description="Compute the KV cache of the shared system + few-shot prefix once per task "
+                    "and reuse it for every request of a batch (dynamic cache only).")
+    static_cache: bool = Field(
+        default=False,
+        description="Static KV cache (fixed shapes); pays on GPU together with `compile`. "
+                    "Turns prefix reuse off.")
+    compile: bool = Field(
+        default=False, description="torch.compile the decoding step (with `static_cache`, on GPU).")
+    trust_remote_code: bool = Field(
+        default=False, description="Allow model code from the model folder/repo (off: only "
+                                   "architectures that ship with transformers).")
+
+    @model_validator(mode="after")
+    def _compile_needs_static_cache(self) -> "HfBackendConfig":
+        if self.compile and not self.static_cache:
+            raise ValueError("`compile` needs `static_cache: true` (fixed shapes)")
+        return self
+
+
+class VllmBackendConfig(StrictModel):
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is split over.")
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0.0, le=1.0, description="Fraction of GPU memory vLLM may take.")
+    max_model_len: Optional[int] = Field(
+        default=None, ge=1, description="Longest prompt + output in tokens (None: the model's).")
+    dtype: str = Field(default="auto", description="vLLM dtype: auto, bfloat16, float16.")
+    enable_prefix_caching: bool = Field(
+        default=True, description="Reuse the KV cache of the shared system + few-shot prefix.")
+    trust_remote_code: bool = Field(default=False, description="Allow model code from the repo.")
+
+
+class OpenAiBackendConfig(StrictModel):
+    base_url: str = Field(
+        default="http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible API root; `/chat/completions` is appended.")
+    api_key_env: Optional[str] = Field(
+        default="OPENAI_API_KEY",
+        description="NAME of the environment variable holding the API key (the key itself never "
+                    "goes into a recipe, log or output); None sends no key.")
+    max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once per worker.")
+    timeout_s: float = Field(default=120.0, gt=0.0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(
+        default=5, ge=0, description="Retries of one request on 429, 5xx, timeouts and malformed replies.")
+    backoff_base_s: float = Field(
+        default=1.0, ge=0.0, description="First retry delay; doubles each retry, with jitter.")
+    backoff_max_s: float = Field(
+        default=60.0, ge=0.0, description="Longest delay between retries (also caps Retry-After).")
+    request_budget: Optional[int] = Field(
+        default=None, ge=0,
+        description="Most HTTP requests (retries included) one worker process sends in a run; "
+                    "requests past it become rejects. None = unlimited.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _is_a_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (not v or not v.replace("_", "").isalnum()):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _)")
+        return v
 
 
 class SynthesizeConfig(StrictModel):
     """Synthesis is off unless the recipe or a preset turns it on."""
+
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="Task types to generate (a prompt file each: conversation, detail, reasoning, "
+                    "or your own). Empty = synthesis off.")
+    task_mix: Literal["all", "weighted"] = Field(
+        default="weighted",
+        description="all = every task for every image; weighted = `tasks_per_image` tasks drawn "
+                    "per image by `task_weights`, decided by the image key and the recipe seed.")
+    task_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_TASK_WEIGHTS),
+        description="Relative weight of each task in the weighted draw (LLaVA-Instruct: 58:23:77); "
+                    "a task without a weight gets 1.")
+    tasks_per_image: int = Field(
+        default=1, ge=1, description="Distinct tasks drawn per image in the weighted mix.")
+    prompts_dir: Optional[str] = Field(
+        default=None,
+        description="Folder of prompt files (one YAML per task type); None = the packaged library.")
+    few_shot_examples: Optional[int] = Field(
+        default=None, ge=0,
+        description="Few-shot examples sent per task (the first N of each file); None = all.")
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        default="hf", description="hf = local transformers; vllm = offline vLLM; openai = any "
+                                  "OpenAI-compatible chat endpoint.")
+    model: Optional[str] = Field(
+        default=None,
+        description="Model id, local path, a built-in name (tiny/..., offline/...) or, for openai, "
+                    "the served model name.")
+    max_new_tokens: int = Field(default=512, ge=1, description="Most tokens generated per request.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    context_max_tokens: int = Field(
+        default=1024, ge=16,
+        description="Budget for an image's description (approximate tokens); OCR, source text, "
+                    "tags, objects and captions are dropped in that order, lowest score first.")
+    min_batch_size: int = Field(default=1, ge=1, description="Smallest batch of requests per model call.")
+    max_batch_size: int = Field(default=16, ge=1, description="Largest batch of requests per model call.")
+    max_raw_chars: int = Field(
+        default=500, ge=0, description="Characters of unparseable model output kept in a reject's detail.")
+    hf: HfBackendConfig = Field(default_factory=HfBackendConfig)
+    vllm: VllmBackendConfig = Field(default_factory=VllmBackendConfig)
+    openai: OpenAiBackendConfig = Field(default_factory=OpenAiBackendConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_names(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("task types must be distinct")
+        for name in v:
+            if not name or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"task type {name!r} must be letters, digits, - or _")
+        return v
+
+    @field_validator("task_weights")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()):
+            raise ValueError("weights must be >= 0")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "SynthesizeConfig":
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError("min_batch_size must be <= max_batch_size")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tasks)

@@ -1,0 +1,247 @@
+"""CPU benchmark: `llavaforge run` against the plain-loop floor, and 1 vs 2 worker processes.
+
+Builds synthetic JPEG tar shards, then runs, each in a fresh Python process so imports,
+model loads and peak memory count the same way for every variant:
+
+  loop        the same stage functions (read, decode, dedup, annotate and LLM handlers, checks,
+              shard writers) called in a plain Python loop in one process: the overhead floor
+  pipeline-1  `llavaforge run` on the in-process DirectRunner
+  pipeline-2  `llavaforge run --direct_running_mode=multi_processing --direct_num_workers=2`
+
+and prints one table: records/s (inputs per wall second), ratio to the loop, peak RSS, and the
+loop's time per stage. Raw numbers go to a JSON file.
+
+    python bench/cpu.py                       # tiny preset, 96 images in 4 shards
+    python bench/cpu.py --preset offline      # the packaged real models (slower)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_shards(folder: Path, images: int, shards: int, side: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    per_shard = -(-images // shards)
+    for s in range(shards):
+        path = folder / f"bench-{s:03d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for i in range(s * per_shard, min(images, (s + 1) * per_shard)):
+                small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+                out = io.BytesIO()
+                Image.fromarray(small).resize((side, side * 3 // 4), Image.Resampling.BICUBIC).save(
+                    out, format="JPEG", quality=90)
+                for name, data in ((f"{i:06d}.jpg", out.getvalue()), (f"{i:06d}.txt", b"a photo of an object")):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        paths.append(str(path))
+    return paths
+
+
+def chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
+    """Every stage's own functions, called in order in this process; seconds per stage."""
+    from llavaforge.models.llm.backends import make_llm_handler
+    from llavaforge.models.llm.presets import effective_synthesize_config
+    from llavaforge.models.presets import effective_annotate_config
+    from llavaforge.prompts.library import load_library
+    from llavaforge.recipe import load_recipe
+    from llavaforge.schemas.record import Conversation, Reject
+    from llavaforge.transforms.annotate import make_handler, with_annotations, with_source_captions
+    from llavaforge.transforms.check import _CheckFn
+    from llavaforge.transforms.decode import decode_sample
+    from llavaforge.transforms.dedup import choose_kept, duplicate_reject
+    from llavaforge.transforms.read import ReadShardFn
+    from llavaforge.transforms.synthesize import outcome, plan_requests
+    from llavaforge.transforms.write import clear_output, shard_count, shard_of, write_image_shard, write_reject_shard
+
+    recipe = load_recipe(None, overrides)
+    seconds: dict[str, float] = defaultdict(float)
+    rejects: list[Reject] = []
+    clear_output(output)
+
+    def timed(stage, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        seconds[stage] += time.perf_counter() - start
+        return result
+
+    records, inputs = [], 0
+    reader = ReadShardFn(recipe.read)
+    for url in shards:
+        for item in timed("read", lambda u: list(reader.read_shard(u)), url):
+            inputs += 1
+            out = item if isinstance(item, Reject) else timed("decode", decode_sample, item, recipe.decode, None)
+            (rejects if isinstance(out, Reject) else records).append(out)
+
+    def dedup(found):
+        by_sha = defaultdict(list)
+        for r in found:
+            by_sha[r.image.sha256].append(r)
+        kept = []
+        for group in by_sha.values():
+            first, dropped = choose_kept(group)
+            kept.append(first)
+            rejects.extend(duplicate_reject(r, first) for r in dropped)
+        return kept
+
+    records = timed("dedup", dedup, records)
+
+    def annotate(found):
+        found = [with_source_captions(r) for r in found]
+        for role, config in effective_annotate_config(recipe.annotate, recipe.preset).active_roles():
+            handler = make_handler(role, config)
+            model = handler.load_model()
+            found = [with_annotations(res.example, role, res.inference)
+                     for batch in chunks(found, config.max_batch_size)
+                     for res in handler.run_inference(batch, model)]
+        return found
+
+    records = timed("annotate", annotate, records)
+
+    synth = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    if synth.enabled:
+        def synthesize(found):
+            library = load_library(synth.prompts_dir)
+            handler = make_llm_handler(synth, recipe.seed)
+            model = handler.load_model()
+            requests = [q for r in found for q in plan_requests(r, synth, library, recipe.seed)]
+            by_key = defaultdict(list)
+            for batch in chunks(requests, synth.max_batch_size):
+                for result in handler.run_inference(batch, model):
+                    key, result_outcome = outcome(result, synth, library)
+                    by_key[key].append(result_outcome)
+            kept = []
+            for r in found:
+                conversations = [o for o in by_key[r.key] if isinstance(o, Conversation)]
+                rejects.extend(o for o in by_key[r.key] if isinstance(o, Reject))
+                if conversations:
+                    kept.append(r.replace(conversations=conversations))
+                else:
+                    rejects.append(Reject.of(r.key, r.source, "synthesize", "no_conversation"))
+            return kept
+
+        records = timed("synthesize", synthesize, records)
+        checker = _CheckFn(recipe.check)
+        checker.setup()
+
+        def check(found):
+            kept = []
+            for r in found:
+                for out in checker.process_element(r):
+                    (rejects if isinstance(out, Reject) else kept).append(out)
+            return kept
+
+        records = timed("check", check, records)
+
+    def write(found):
+        shards_out = defaultdict(list)
+        n = shard_count(len(found), recipe.write.images_per_shard)
+        for r in found:
+            shards_out[shard_of(r.key, n)].append(r)
+        for index, items in shards_out.items():
+            write_image_shard(output, index, items)
+        write_reject_shard(output, 0, rejects)
+
+    timed("write", write, records)
+    return {"inputs": inputs, "images_written": len(records), "seconds_per_stage": dict(seconds)}
+
+
+def run_variant(name: str, shards: list[str], output: str, overrides: dict) -> dict:
+    """One variant in a fresh process: wall seconds, inputs, peak RSS of it and its children."""
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    if name == "loop":
+        cmd = [sys.executable, __file__, "--_loop", json.dumps({"shards": shards, "output": output,
+                                                               "overrides": overrides})]
+    else:
+        extra = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] if name == "pipeline-2" else []
+        cmd = [sys.executable, "-m", "llavaforge.cli", "-q", "run", *[a for s in shards for a in ("--input", s)],
+               "--output", output, *sets, *extra]
+    start = time.perf_counter()
+    # Through a fresh wrapper process: its RUSAGE_CHILDREN peak is this variant's largest
+    # process (the pipeline's worker processes included), not an earlier variant's.
+    done = subprocess.run([sys.executable, __file__, "--_measure", *cmd], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    peak_kb = int(done.stderr.strip().splitlines()[-1].split("=")[1])
+    result = {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
+    if name == "loop":
+        result.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    else:
+        stats = json.loads(Path(output, "stats.json").read_text())
+        result.update(inputs=stats["inputs"], images_written=stats["images_written"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--side", type=int, default=256, help="image width in pixels")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                        help="recipe override for every variant (YAML value)")
+    parser.add_argument("--out", default="bench/results/cpu.json")
+    parser.add_argument("--_loop", help=argparse.SUPPRESS)
+    parser.add_argument("--_measure", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._measure:
+        code = subprocess.run(args._measure).returncode
+        print(f"PEAK_RSS_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", file=sys.stderr)
+        sys.exit(code)
+    if args._loop:
+        spec = json.loads(args._loop)
+        print(json.dumps(plain_loop(spec["shards"], spec["output"], spec["overrides"])))
+        return
+
+    import yaml
+
+    overrides = {"preset": args.preset, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.sets)}}
+    work = Path(tempfile.mkdtemp(prefix="llavaforge-bench-cpu-"))
+    shards = build_shards(work, args.images, args.shards, args.side)
+    # Build/convert the preset's models once, outside the measurements.
+    run_variant("pipeline-1", shards[:1], str(work / "warmup"), overrides)
+    results = {name: run_variant(name, shards, str(work / name), overrides)
+               for name in ("loop", "pipeline-1", "pipeline-2")}
+
+    floor = results["loop"]["inputs"] / results["loop"]["wall_s"]
+    print(f"preset {args.preset}: {args.images} images of {args.side} px in {args.shards} shards; "
+          f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
+    print(f"{'variant':<12}{'records/s':>10}{'vs loop':>9}{'vs 1 proc':>11}{'wall s':>9}{'peak RSS MB':>13}")
+    one = results["pipeline-1"]["inputs"] / results["pipeline-1"]["wall_s"]
+    for name, r in results.items():
+        rate = r["inputs"] / r["wall_s"]
+        print(f"{name:<12}{rate:>10.2f}{rate / floor:>8.2f}x{rate / one:>10.2f}x{r['wall_s']:>9.1f}{r['peak_rss_mb']:>13.0f}")
+    print("loop seconds per stage: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in results["loop"]["seconds_per_stage"].items()))
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"preset": args.preset, "images": args.images, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

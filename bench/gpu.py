@@ -1,0 +1,248 @@
+"""The GPU benchmark harness: one call on one GPU machine with no network, one table.
+
+Runs, in order, each section writing its raw numbers into one JSON file as it finishes (so a
+run cut short still leaves what it measured):
+
+  hardware    a large bf16 matmul's TFLOP/s and a device-to-device copy's GB/s: the limits
+  vision      detector (DETR-R50 shape) and tagger (CLIP-B/32 shape): llavaforge's handler
+              (bf16, batched, decode included) vs a naive fp32 one-image-at-a-time loop
+  captioner   bench/gpu_annotate.py (BLIP-base shape: naive batch 1, plain batched bf16
+              generate at batch 256, llavaforge's handler)
+  llm         bench/gpu_llm.py (Qwen2.5-0.5B and 7B shapes, ~1,500-token shared-prefix
+              prompts, 256 new tokens: naive, plain batched generate, llavaforge's hf backend)
+  pipeline    `llavaforge run` end to end on synthetic JPEG shards with the full-size vision
+              models on the GPU, records/s and GPU busy fraction (needs apache-beam on the
+              machine; skipped with the reason otherwise)
+
+    python bench/gpu.py                       # one H100, target < 8 minutes
+    python bench/gpu.py --smoke               # any CPU, tiny shapes: checks every section runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import transformers as tf
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device: str, fn: Callable[[], Any], repeat: int = 1) -> float:
+    fn()  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def hardware(device: str, smoke: bool) -> dict[str, float]:
+    n = 1024 if smoke else 8192
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = timed(device, lambda: a @ b, repeat=3 if smoke else 20)
+    src = torch.empty(2**26 if smoke else 2**30, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    copy_seconds = timed(device, lambda: dst.copy_(src), repeat=3 if smoke else 20)
+    return {"matmul_tflops": round(2 * n**3 / seconds / 1e12, 2),
+            "copy_gb_s": round(2 * src.numel() / copy_seconds / 1e9, 1)}
+
+
+def jpeg_records(n: int, side: int = 512):
+    from llavaforge.schemas.record import ImageInfo, ImageRecord, Source, content_key
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(n):
+        image = Image.fromarray(rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)).resize(
+            (side, side * 3 // 4), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=90)
+        data = out.getvalue()
+        records.append(ImageRecord(key=content_key(data), source=Source("bench", str(i)),
+                                   image=ImageInfo(data, "jpg", side, side * 3 // 4, "", "")))
+    return records
+
+
+def build_vision_models(folder: Path, smoke: bool) -> dict[str, Path]:
+    """Random full-size (or --smoke tiny) DETR-R50 and CLIP-B/32, saved for from_pretrained."""
+    from llavaforge.models.tiny import _clip_tokenizer
+
+    torch.manual_seed(0)
+    paths = {"detector": folder / "detr", "tagger": folder / "clip"}
+    backbone = tf.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], out_features=["stage2"]) \
+        if smoke else tf.ResNetConfig(out_features=["stage4"])  # ResNetConfig() is ResNet-50
+    detr = tf.DetrConfig(use_timm_backbone=False, backbone_config=backbone, use_pretrained_backbone=False,
+                         num_labels=91, **(dict(d_model=32, encoder_layers=1, decoder_layers=1,
+                                                encoder_attention_heads=2, decoder_attention_heads=2,
+                                                num_queries=10) if smoke else {}))
+    tf.DetrForObjectDetection(detr).save_pretrained(paths["detector"])
+    size = 64 if smoke else 800
+    tf.DetrImageProcessor(size={"shortest_edge": size, "longest_edge": size}).save_pretrained(paths["detector"])
+    tokenizer = _clip_tokenizer()
+    clip = tf.CLIPConfig(
+        text_config=dict(vocab_size=tokenizer.vocab_size, **(dict(hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64) if smoke else {})),
+        vision_config=dict(patch_size=32, image_size=224, **(dict(hidden_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=64) if smoke else {})))
+    tf.CLIPModel(clip).save_pretrained(paths["tagger"])
+    tf.CLIPProcessor(image_processor=tf.CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(paths["tagger"])
+    return paths
+
+
+def vision(device: str, smoke: bool, folder: Path) -> dict[str, Any]:
+    from llavaforge.models.config import DetectorConfig, TaggerConfig
+    from llavaforge.models.detector import DetectorHandler
+    from llavaforge.models.tagger import TaggerHandler
+
+    paths = build_vision_models(folder, smoke)
+    batch, images, naive_images = (4, 8, 4) if smoke else (128, 1024, 32)
+    records = jpeg_records(images)
+    dtype = "fp32" if device == "cpu" else "bf16"
+    results = {}
+    for role, handler_cls, config_cls, extra in (
+            ("detector", DetectorHandler, DetectorConfig, {"kind": "detr"}),
+            ("tagger", TaggerHandler, TaggerConfig, {"kind": "clip"})):
+        fast = handler_cls(config_cls(model=str(paths[role]), device=device, dtype=dtype,
+                                      max_batch_size=batch, **extra))
+        naive = handler_cls(config_cls(model=str(paths[role]), device=device, dtype="fp32",
+                                       max_batch_size=1, **extra))
+        fast_model, naive_model = fast.load_model(), naive.load_model()
+        fast_s = timed(device, lambda: [fast.run_inference(records[i:i + batch], fast_model)
+                                        for i in range(0, images, batch)])
+        naive_s = timed(device, lambda: [naive.run_inference([r], naive_model) for r in records[:naive_images]])
+        results[role] = {"handler_img_s": round(images / fast_s, 1), "naive_img_s": round(naive_images / naive_s, 1),
+                         "ratio": round((images / fast_s) / (naive_images / naive_s), 2)}
+        del fast_model, naive_model
+    return results
+
+
+def script(name: str, smoke: bool, out: Path, timeout: int) -> dict[str, Any]:
+    """Run one of the per-stage GPU scripts; its JSON, or why it has none."""
+    cmd = [sys.executable, str(BENCH / name), "--out", str(out)] + (["--smoke"] if smoke else [])
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s", **(json.loads(out.read_text()) if out.exists() else {})}
+    if done.returncode != 0:
+        return {"error": done.stderr[-1500:]}
+    return json.loads(out.read_text())
+
+
+def gpu_busy_sampler(device: str):
+    """Samples torch.cuda.utilization() (NVML) every 0.2 s until stopped; the busy fraction."""
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                samples.append(torch.cuda.utilization())
+            except Exception:  # noqa: BLE001 -- no NVML: no utilisation figure
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    if device == "cuda":
+        thread.start()
+
+    def finish() -> float | None:
+        stop.set()
+        if device == "cuda":
+            thread.join()
+        return round(sum(samples) / len(samples) / 100, 3) if samples else None
+
+    return finish
+
+
+def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Path]) -> dict[str, Any]:
+    if importlib.util.find_spec("apache_beam") is None:
+        return {"skipped": "apache_beam is not installed on this machine (carry its wheels to run this section)"}
+    sys.path.insert(0, str(BENCH))
+    from cpu import build_shards  # noqa: E402 -- the same synthetic shards as the CPU benchmark
+
+    images = 32 if smoke else 4096
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = build_shards(folder, images, 4 if smoke else 16, 512)
+    dtype = "fp32" if device == "cpu" else "bf16"
+    sets = {"annotate.detector.model": str(vision_paths["detector"]), "annotate.detector.kind": "detr",
+            "annotate.detector.device": device, "annotate.detector.dtype": dtype,
+            "annotate.detector.max_batch_size": 128,
+            "annotate.tagger.model": str(vision_paths["tagger"]), "annotate.tagger.kind": "clip",
+            "annotate.tagger.device": device, "annotate.tagger.dtype": dtype,
+            "annotate.tagger.max_batch_size": 256}
+    cmd = [sys.executable, "-m", "llavaforge.cli", "-q", "run", *[a for s in shards for a in ("--input", s)],
+           "--output", str(folder / "out"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
+           "--direct_running_mode=multi_threading", "--direct_num_workers=8"]
+    finish = gpu_busy_sampler(device)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - start
+    busy = finish()
+    if done.returncode != 0:
+        return {"error": done.stderr[-1500:]}
+    return {"images": images, "records_s": round(images / wall, 1), "wall_s": round(wall, 1), "gpu_busy": busy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU: checks every section runs")
+    parser.add_argument("--out", default="bench/results/gpu.json")
+    parser.add_argument("--sections", nargs="+", default=["hardware", "vision", "captioner", "llm", "pipeline"])
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    if device == "cpu" and not args.smoke:
+        raise SystemExit("no GPU visible to torch: run with --smoke on a CPU")
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="llavaforge-bench-gpu-"))
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke)",
+                               "torch": torch.__version__, "transformers": tf.__version__}
+    started = time.perf_counter()
+
+    def section(name: str, fn: Callable[[], Any]) -> None:
+        if name not in args.sections:
+            return
+        t0 = time.perf_counter()
+        try:
+            results[name] = fn()
+        except Exception as e:  # noqa: BLE001 -- one failed section must not lose the others
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+        results.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"== {name}: {json.dumps(results[name])}", flush=True)
+
+    section("hardware", lambda: hardware(device, args.smoke))
+    section("vision", lambda: vision(device, args.smoke, folder))
+    section("captioner", lambda: script("gpu_annotate.py", args.smoke, folder / "captioner.json", 150))
+    section("llm", lambda: script("gpu_llm.py", args.smoke, folder / "llm.json", 330))
+    section("pipeline", lambda: pipeline(device, args.smoke, folder / "pipeline",
+                                         {"detector": folder / "detr", "tagger": folder / "clip"}))
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"total {results['total_seconds']} s; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

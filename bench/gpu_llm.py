@@ -1,0 +1,192 @@
+"""GPU benchmark of the `hf` LLM backend on random Qwen2.5-shaped models (one GPU, no network).
+
+For each shape (Qwen2.5-0.5B and Qwen2.5-7B; random bf16 weights built on the GPU from the
+config: speed depends on shapes, not values), with ~1,500-token prompts that share a
+system + few-shot prefix and --new-tokens new tokens each:
+  naive        `generate`, one prompt at a time (batch 1)
+  plain        `generate` on one left-padded batch of --plain-batch prompts
+  lf_prefix    llavaforge HfGenerator, --plain-batch requests, shared-prefix KV cache reused
+  lf_static    llavaforge HfGenerator, --batch requests, static KV cache + torch.compile
+               (first call compiles: reported separately; the second call is the number)
+Prints output tokens/s and ratios to `plain`; writes JSON after every measurement.
+
+    python bench/gpu_llm.py                  # one H100; about 5-7 minutes
+    python bench/gpu_llm.py --smoke          # any CPU: tiny shapes, checks the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import transformers as tf
+
+from llavaforge.models.llm.base import LlmRequest
+from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
+from llavaforge.models.llm.hf import HfGenerator
+from llavaforge.models.llm.local_models import build_tiny_tokenizer
+from llavaforge.prompts.library import load_library
+
+SHAPES = {
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+SMOKE_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=2048, tie_word_embeddings=True)
+
+
+def build_model(shape: dict[str, Any], device: str, dtype: torch.dtype):
+    config = tf.Qwen2Config(max_position_embeddings=32768, **shape)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = tf.AutoModelForCausalLM.from_config(config, dtype=dtype)
+    # Random weights never stop by themselves; an unreachable EOS makes every row generate
+    # exactly the requested tokens, so every method does the same work.
+    model.generation_config.eos_token_id = shape["vocab_size"] - 1
+    model.generation_config.pad_token_id = 0
+    return model.eval()
+
+
+def chat_tokens(tokenizer, messages: list[dict[str, str]]) -> int:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def make_requests(tokenizer, n: int, prompt_tokens: int, suffix_tokens: int) -> list[LlmRequest]:
+    """`n` chat requests: one shared system + few-shot prefix, a distinct last user message each."""
+    library = load_library()
+    task = library.task("conversation")
+    shots = [s for t in sorted(library.tasks) for s in library.task(t).spec.examples]
+    messages = [{"role": "system", "content": task.spec.system}]
+    while chat_tokens(tokenizer, messages) < prompt_tokens - suffix_tokens:
+        shot = shots[len(messages) // 2 % len(shots)]
+        messages += [{"role": "user", "content": shot.context}, {"role": "assistant", "content": shot.output}]
+    words = "dog cat car tree person bench sky road bus kite ball cup table chair window plant".split()
+    requests = []
+    for i in range(n):
+        text, j = "Tags: ", i
+        while len(tokenizer(text).input_ids) < suffix_tokens:
+            text += words[j % len(words)] + f" {i}, "
+            j = j * 7 + 3
+        requests.append(LlmRequest(tuple(messages + [{"role": "user", "content": text}]), seed=i,
+                                   shared_prefix=len(messages)))
+    return requests
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device: str, fn: Callable[[], int]) -> tuple[int, float]:
+    sync(device)
+    start = time.perf_counter()
+    tokens = fn()
+    sync(device)
+    return tokens, time.perf_counter() - start
+
+
+def naive(gen: HfGenerator, requests: list[LlmRequest]) -> int:
+    tokens = 0
+    for r in requests:
+        ids = gen.tokenizer(gen.render(r.messages), add_special_tokens=False, return_tensors="pt").input_ids
+        ids = ids.to(gen.model.device)
+        with torch.inference_mode():
+            out = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=gen.max_new_tokens,
+                                     do_sample=False, pad_token_id=0)
+        tokens += out.shape[1] - ids.shape[1]
+    return tokens
+
+
+def plain(gen: HfGenerator, requests: list[LlmRequest]) -> int:
+    tokenizer = gen.tokenizer
+    tokenizer.padding_side = "left"
+    batch = tokenizer([gen.render(r.messages) for r in requests], add_special_tokens=False, padding=True,
+                      return_tensors="pt").to(gen.model.device)
+    with torch.inference_mode():
+        out = gen.model.generate(**batch, max_new_tokens=gen.max_new_tokens, do_sample=False, pad_token_id=0)
+    return (out.shape[1] - batch.input_ids.shape[1]) * len(requests)
+
+
+def backend(gen: HfGenerator, requests: list[LlmRequest]) -> int:
+    return sum(g.tokens_out for g in gen.generate(requests))
+
+
+def run_shape(name: str, shape: dict[str, Any], args, device: str, tokenizer, record: Callable) -> None:
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = build_model(shape, device, dtype)
+    sampling = SamplingConfig()
+    requests = make_requests(tokenizer, max(args.batch, args.plain_batch), args.prompt_tokens, args.suffix_tokens)
+    record(name, "prompt_tokens", chat_tokens(tokenizer, list(requests[0].messages)))
+
+    def generator(**config) -> HfGenerator:
+        return HfGenerator(model, tokenizer, HfBackendConfig(**config), args.new_tokens, sampling)
+
+    measures = [
+        ("naive_batch1", generator(prefix_reuse=False), naive, requests[: args.naive_prompts]),
+        (f"plain_batch{args.plain_batch}", generator(prefix_reuse=False), plain, requests[: args.plain_batch]),
+        (f"lf_prefix_batch{args.plain_batch}", generator(prefix_reuse=True), backend, requests[: args.plain_batch]),
+    ]
+    static = generator(static_cache=True, compile=not args.smoke)
+    measures += [(f"lf_static_batch{args.batch}_first_call", static, backend, requests[: args.batch]),
+                 (f"lf_static_batch{args.batch}", static, backend, requests[: args.batch])]
+    for label, gen, fn, batch in measures:
+        tokens, seconds = timed(device, lambda: fn(gen, batch))
+        record(name, label, {"tokens": tokens, "seconds": round(seconds, 2), "tok_s": round(tokens / seconds, 1)})
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
+    parser.add_argument("--prompt-tokens", type=int, default=1500)
+    parser.add_argument("--suffix-tokens", type=int, default=200)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--plain-batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--naive-prompts", type=int, default=1)
+    parser.add_argument("--out", default="bench/results/gpu_llm.json")
+    args = parser.parse_args()
+    if args.smoke:
+        args.prompt_tokens, args.suffix_tokens, args.new_tokens = 200, 40, 8
+        args.plain_batch, args.batch = 4, 8
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    tokenizer = build_tiny_tokenizer()
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__, "transformers": tf.__version__, "smoke": args.smoke,
+        "new_tokens": args.new_tokens, "shapes": {}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(shape: str, key: str, value: Any) -> None:
+        entry = results["shapes"].setdefault(shape, {})
+        entry[key] = value
+        base = entry.get(f"plain_batch{args.plain_batch}")
+        if base and isinstance(value, dict):
+            for k, v in entry.items():
+                if isinstance(v, dict) and "tok_s" in v:
+                    v["vs_plain"] = round(v["tok_s"] / base["tok_s"], 2)
+        print(f"{shape:14} {key:32} {value}", flush=True)
+        out.write_text(json.dumps(results, indent=2))
+
+    started = time.perf_counter()
+    for name in args.shapes:
+        run_shape(name, SMOKE_SHAPE if args.smoke else SHAPES[name], args, device, tokenizer, record)
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

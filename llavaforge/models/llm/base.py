@@ -1,0 +1,57 @@
+"""One interface for every LLM backend: chat messages in, text and token counts out.
+
+Each backend is a Beam `ModelHandler[LlmRequest, PredictionResult, ...]`, so RunInference
+does the batching (bounded by the recipe), model sharing across threads and metrics.
+A request the backend gives up on comes back with `error` set instead of raising, so one
+failing request becomes one reject and never fails a bundle.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Iterable, NamedTuple, Optional, Sequence, TypeVar
+
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+ModelT = TypeVar("ModelT")
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class LlmRequest(NamedTuple):
+    messages: tuple[Message, ...]
+    seed: int = 0  # sampling seed (ignored when decoding greedily)
+    shared_prefix: int = 0  # leading messages shared by many requests (system + few-shot): reusable
+    tag: Any = None  # caller data carried through to the result untouched
+
+
+class Generation(NamedTuple):
+    text: str
+    tokens_in: int
+    tokens_out: int
+    error: str = ""  # why the backend gave up on this request; `text` is empty then
+
+
+def prompt_chars(request: LlmRequest) -> int:
+    return sum(len(m["content"]) for m in request.messages)
+
+
+class LlmHandler(ModelHandler[LlmRequest, PredictionResult, ModelT], Generic[ModelT]):
+    """Subclasses load a model and implement `generate`; results keep the batch order."""
+
+    backend = "llm"
+
+    def __init__(self, model_name: str, min_batch_size: int = 1, max_batch_size: int = 16) -> None:
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self.model_name = model_name
+
+    def generate(self, model: ModelT, requests: Sequence[LlmRequest]) -> list[Generation]:
+        raise NotImplementedError
+
+    def run_inference(self, batch: Sequence[LlmRequest], model: ModelT,
+                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+        generations = self.generate(model, batch)
+        if len(generations) != len(batch):
+            raise RuntimeError(f"{self.backend} backend returned {len(generations)} results for {len(batch)} requests")
+        return [PredictionResult(example=r, inference=g, model_id=self.model_name) for r, g in zip(batch, generations)]
+
+    def get_metrics_namespace(self) -> str:
+        return f"llavaforge_llm_{self.backend}"

@@ -1,0 +1,185 @@
+"""Synthesize: an LLM writes LLaVA conversations about each image from its annotations.
+
+Per image: pick the task types (task mix), render the image's description (context), build
+one chat request per task from the prompt library, generate them all with RunInference on
+the configured backend, parse each output into turns, and put the conversations back on
+the record. Every task that fails becomes a reject with its task set (`unparseable`,
+`copied_example`, `llm_error`); an image left with no conversation also gets one image-level reject
+(`no_conversation`, or `no_context` when there was nothing to describe) and is not passed on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from llavaforge.models.llm.backends import make_llm_handler
+from llavaforge.models.llm.base import LlmRequest
+from llavaforge.models.llm.config import SynthesizeConfig
+from llavaforge.models.llm.presets import effective_synthesize_config
+from llavaforge.prompts.context import render_context
+from llavaforge.prompts.library import PromptLibrary, PromptError, load_library
+from llavaforge.prompts.mix import choose_tasks, pick_instruction, request_seed
+from llavaforge.prompts.parse import parse_output
+from llavaforge.recipe import Recipe, RecipeError
+from llavaforge.schemas.record import Conversation, ImageRecord, Reject, Source
+from llavaforge.transforms.base import REJECTS, StageFn
+
+STAGE = "synthesize"
+REQUESTS = "requests"
+
+
+class SynthesisTag(NamedTuple):
+    """What a request carries through the LLM to be turned back into a conversation."""
+
+    key: str
+    source_url: str
+    source_member: str
+    task: str
+    prompt_version: str
+    format: str
+    instruction: Optional[str]
+    seed: int
+
+    @property
+    def source(self) -> Source:
+        return Source(url=self.source_url, member=self.source_member)
+
+
+def plan_requests(record: ImageRecord, config: SynthesizeConfig, library: PromptLibrary,
+                  seed: int) -> list[LlmRequest]:
+    """The LLM requests of one image (none when it has nothing to describe)."""
+    context = render_context(record, config.context_max_tokens)
+    if not context:
+        return []
+    requests = []
+    for name in choose_tasks(seed, record.key, config.tasks, config.task_mix, config.task_weights,
+                             config.tasks_per_image):
+        task = library.task(name)
+        instructions = task.spec.instructions
+        instruction = pick_instruction(seed, record.key, name, instructions) if instructions else None
+        tag = SynthesisTag(record.key, record.source.url, record.source.member, name, task.prompt_version,
+                           task.spec.format, instruction, request_seed(seed, record.key, name))
+        messages = task.messages(context, config.few_shot_examples)
+        requests.append(LlmRequest(messages=tuple(messages), seed=tag.seed,
+                                   shared_prefix=len(messages) - 1, tag=tag))
+    return requests
+
+
+class _PlanFn(StageFn):
+    stage = STAGE
+
+    def __init__(self, config: SynthesizeConfig, library: PromptLibrary, seed: int) -> None:
+        super().__init__()
+        self.config, self.library, self.seed = config, library, seed
+
+    def process_element(self, record: ImageRecord) -> Iterable[Any]:
+        requests = plan_requests(record, self.config, self.library, self.seed)
+        if not requests:
+            context = render_context(record, self.config.context_max_tokens)
+            reason, detail = ("no_context", "no annotations or source text to describe") if not context else (
+                "no_task", "the task mix chose no task (all weights 0)")
+            yield Reject.of(record.key, record.source, STAGE, reason, detail)
+            return
+        yield (record.key, record)
+        for request in requests:
+            yield beam.pvalue.TaggedOutput(REQUESTS, request)
+
+
+def outcome(result: PredictionResult, config: SynthesizeConfig,
+            library: PromptLibrary) -> tuple[str, Conversation | Reject]:
+    """(key, the conversation or the task's reject) from one LLM result."""
+    tag: SynthesisTag = result.example.tag
+    generation = result.inference
+    if generation.error:
+        return tag.key, Reject.of(tag.key, tag.source, STAGE, "llm_error", generation.error, task=tag.task)
+    parsed = parse_output(generation.text, tag.format, tag.instruction)
+    if parsed.error:
+        detail = f"{parsed.error}; output: {generation.text[: config.max_raw_chars]}"
+        return tag.key, Reject.of(tag.key, tag.source, STAGE, "unparseable", detail, task=tag.task)
+    answers = " ".join(t.value for t in parsed.turns[1::2])
+    if library.task(tag.task).copies_an_example(answers):
+        detail = f"repeats a few-shot example; output: {generation.text[: config.max_raw_chars]}"
+        return tag.key, Reject.of(tag.key, tag.source, STAGE, "copied_example", detail, task=tag.task)
+    return tag.key, Conversation(task=tag.task, turns=parsed.turns, backend=config.backend, model=config.model or "",
+                                 prompt_version=tag.prompt_version, tokens_in=generation.tokens_in,
+                                 tokens_out=generation.tokens_out, seed=tag.seed)
+
+
+class _ParseFn(beam.DoFn):
+    def __init__(self, config: SynthesizeConfig, library: PromptLibrary) -> None:
+        super().__init__()
+        self.config = config
+        self.library = library
+        self._tokens_in = Metrics.counter(STAGE, "tokens_in")
+        self._tokens_out = Metrics.counter(STAGE, "tokens_out")
+
+    def process(self, result: PredictionResult) -> Iterator[tuple[str, Any]]:
+        self._tokens_in.inc(result.inference.tokens_in)
+        self._tokens_out.inc(result.inference.tokens_out)
+        yield outcome(result, self.config, self.library)
+
+
+class _AssembleFn(beam.DoFn):
+    """Puts an image's conversations on its record, in task order; rejects the rest."""
+
+    def __init__(self, tasks: list[str]) -> None:
+        super().__init__()
+        self.order = {t: i for i, t in enumerate(tasks)}
+
+    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Any]:
+        _, joined = element
+        (record,) = joined["record"]
+        outcomes = sorted(joined["outcomes"], key=lambda o: self.order.get(o.task, len(self.order)))
+        conversations = [o for o in outcomes if isinstance(o, Conversation)]
+        task_rejects = [o for o in outcomes if isinstance(o, Reject)]
+        for reject in task_rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        if conversations:
+            yield record.replace(conversations=list(record.conversations) + conversations)
+        else:
+            detail = "; ".join(f"{r.task}: {r.reason}" for r in task_rejects)
+            yield beam.pvalue.TaggedOutput(
+                REJECTS, Reject.of(record.key, record.source, STAGE, "no_conversation", detail))
+
+
+class Synthesize(beam.PTransform):
+    """ImageRecords -> (records with conversations, rejects)."""
+
+    def __init__(self, config: SynthesizeConfig, seed: int = 0, library: Optional[PromptLibrary] = None) -> None:
+        super().__init__()
+        self.config = config
+        self.seed = seed
+        self.library = library or load_library(config.prompts_dir)
+        for name in config.tasks:
+            self.library.task(name)  # fail at build time, not on a worker
+
+    def expand(self, records):
+        planned = records | "Plan" >> beam.ParDo(_PlanFn(self.config, self.library, self.seed)).with_outputs(
+            REQUESTS, REJECTS, main="records")
+        outcomes = (
+            planned[REQUESTS]
+            | "Generate" >> RunInference(make_llm_handler(self.config, self.seed))
+            | "Parse" >> beam.ParDo(_ParseFn(self.config, self.library))
+        )
+        assembled = (
+            {"record": planned.records, "outcomes": outcomes}
+            | "JoinByKey" >> beam.CoGroupByKey()
+            | "Assemble" >> beam.ParDo(_AssembleFn(self.config.tasks)).with_outputs(REJECTS, main="records")
+        )
+        rejects = (planned[REJECTS], assembled[REJECTS]) | "SynthesizeRejects" >> beam.Flatten()
+        return assembled.records, rejects
+
+
+def synthesize_stage(recipe: Recipe) -> Optional[beam.PTransform]:
+    """The Synthesize stage the recipe asks for (preset applied), or None when synthesis is off."""
+    config = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    if not config.enabled:
+        return None
+    try:
+        return Synthesize(config, seed=recipe.seed)
+    except PromptError as e:
+        raise RecipeError(f"recipe field `synthesize.tasks` / `synthesize.prompts_dir`: {e}") from e
