@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Optional
 
-from llavaforge.quality.finding import (LEAKAGE, OCR_MISMATCH, REFUSAL, STRUCTURE, UNGROUNDED_OBJECT,
-                                        WRONG_COUNT, Finding)
+from llavaforge.quality.finding import (LEAKAGE, OCR_MISMATCH, REFUSAL, REPETITION, STRUCTURE, TRUNCATED,
+                                        UNGROUNDED_OBJECT, WRONG_COUNT, Finding)
 from llavaforge.quality.grounding import (Evidence, answer_assertions, answers_with_questions,
                                           ocr_mismatches, ungrounded_objects, wrong_counts)
 from llavaforge.quality.lexicon import Lexicon
 from llavaforge.quality.phrases import phrase_finding, phrase_pattern
+from llavaforge.quality.repetition import repetition_finding, truncation_finding
 from llavaforge.quality.structure import structure_finding
 from llavaforge.schemas.llava import GPT
 from llavaforge.schemas.record import Annotations, Conversation
@@ -35,7 +36,8 @@ class ConversationChecker:
         self._leakage = phrase_pattern(config.leakage.phrases, config.leakage.patterns)
         self._switches: dict[str, CheckSwitch] = {
             STRUCTURE: config.structure, REFUSAL: config.refusal, LEAKAGE: config.leakage,
-            UNGROUNDED_OBJECT: config.objects, WRONG_COUNT: config.counts, OCR_MISMATCH: config.ocr}
+            UNGROUNDED_OBJECT: config.objects, WRONG_COUNT: config.counts, OCR_MISMATCH: config.ocr,
+            REPETITION: config.repetition, TRUNCATED: config.truncated}
 
     @property
     def any_enabled(self) -> bool:
@@ -64,6 +66,10 @@ class ConversationChecker:
                       for a in assertions]
         if OCR_MISMATCH in on:
             found += [ocr_mismatches(a, evidence, self.config.ocr.min_similarity) for _, a in pairs]
+        if REPETITION in on:
+            found.append(repetition_finding(conversation, self.config.repetition.max_sentence_repeats))
+        if TRUNCATED in on:
+            found.append(truncation_finding(conversation))
         return _merge([f for f in found if f is not None])
 
     def verdict(self, conversation: Conversation, evidence: Evidence) -> Verdict:

@@ -10,8 +10,10 @@ LEAKAGE = "leakage"
 UNGROUNDED_OBJECT = "ungrounded_object"
 WRONG_COUNT = "wrong_count"
 OCR_MISMATCH = "ocr_mismatch"
+REPETITION = "repetition"
+TRUNCATED = "truncated"
 # The order findings are reported in: the first failing reject-severity reason names the reject.
-REASONS = (STRUCTURE, REFUSAL, LEAKAGE, UNGROUNDED_OBJECT, WRONG_COUNT, OCR_MISMATCH)
+REASONS = (STRUCTURE, REFUSAL, LEAKAGE, UNGROUNDED_OBJECT, WRONG_COUNT, OCR_MISMATCH, REPETITION, TRUNCATED)
 
 
 class Finding(NamedTuple):

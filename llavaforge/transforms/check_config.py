@@ -150,6 +150,19 @@ class OcrCheck(CheckSwitch):
                     "numbers must match exactly.")
 
 
+class RepetitionCheck(CheckSwitch):
+    max_sentence_repeats: int = Field(
+        default=2, ge=1,
+        description="A sentence may appear this many times in one answer; more is a generation loop. "
+                    "A question asked twice in one conversation also fires this check.")
+
+
+class TruncationCheck(CheckSwitch):
+    severity: Severity = Field(
+        default="flag",
+        description="Answers that stop mid-sentence (the token limit cut them): flagged by default.")
+
+
 class QuestionDedupConfig(StrictModel):
     enabled: bool = Field(
         default=True, description="Limit how often one first question appears in the dataset.")
@@ -184,5 +197,9 @@ class CheckConfig(StrictModel):
         description="Counts in answers must match detections (when a detector saw the object).")
     ocr: OcrCheck = Field(default_factory=OcrCheck,
                           description="Quoted text said to be in the image must be in the OCR output.")
+    repetition: RepetitionCheck = Field(
+        default_factory=RepetitionCheck, description="Generation loops: repeated sentences and questions.")
+    truncated: TruncationCheck = Field(
+        default_factory=TruncationCheck, description="Answers cut off mid-sentence.")
     questions: QuestionDedupConfig = Field(default_factory=QuestionDedupConfig,
                                            description="Dedup of first questions across the dataset.")
