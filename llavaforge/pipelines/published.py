@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 
 from llavaforge.pipelines.crashpoint import stall_at
 from llavaforge.schemas.record import DUPLICATE_REASON, ImageRecord, Reject
-from llavaforge.transforms.base import REJECTS
+from llavaforge.transforms.base import REJECTS, join_by_key
 from llavaforge.transforms.write import join
 
 STAGE = "published"
@@ -85,9 +85,4 @@ class DropPublished(beam.PTransform):
             | "SpreadIndexFiles" >> beam.Reshuffle()
             | "ReadKeyIndex" >> beam.FlatMap(read_key_index)
         )
-        outputs = (
-            {"records": records | "ByKey" >> beam.Map(lambda r: (r.key, r)), "published": published}
-            | "JoinPublished" >> beam.CoGroupByKey()
-            | "DropPublished" >> beam.ParDo(_DropPublishedFn()).with_outputs(REJECTS, main="records")
-        )
-        return outputs.records, outputs[REJECTS]
+        return join_by_key(records, "published", published, _DropPublishedFn(), "DropPublished")

@@ -59,3 +59,14 @@ def apply_stage_fn(pcoll, fn: StageFn, label: str):
     """Run a StageFn; every stage PTransform returns this `(records, rejects)` pair."""
     outputs = pcoll | label >> beam.ParDo(fn).with_outputs(REJECTS, main="records")
     return outputs.records, outputs[REJECTS]
+
+
+def join_by_key(records, side_name: str, side, fn: beam.DoFn, label: str):
+    """Group records with `side` ((key, value) pairs) by record key, then let `fn` decide
+    per key from `{"records": [...], side_name: [...]}`; returns `(records, rejects)`."""
+    outputs = (
+        {"records": records | "ByKey" >> beam.Map(lambda r: (r.key, r)), side_name: side}
+        | f"Join{side_name.capitalize()}" >> beam.CoGroupByKey()
+        | label >> beam.ParDo(fn).with_outputs(REJECTS, main="records")
+    )
+    return outputs.records, outputs[REJECTS]

@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from llavaforge.recipe import Recipe
 from llavaforge.schemas.record import DUPLICATE_REASON, NEAR_DUPLICATE_REASON, ImageRecord, Reject
-from llavaforge.transforms.base import REJECTS
+from llavaforge.transforms.base import REJECTS, join_by_key
 
 STAGE = "dedup"
 
@@ -157,12 +157,7 @@ class NearDedup(beam.PTransform):
             | "ClosePairs" >> beam.FlatMap(lambda kv: near_pairs(kv[1], max_distance))
             | "EarliestNeighbour" >> beam.CombinePerKey(min)
         )
-        outputs = (
-            {"records": records | "ByKey" >> beam.Map(lambda r: (r.key, r)), "earlier": earlier}
-            | "JoinNeighbours" >> beam.CoGroupByKey()
-            | "DropLater" >> beam.ParDo(_NearDuplicateJoinFn()).with_outputs(REJECTS, main="records")
-        )
-        return outputs.records, outputs[REJECTS]
+        return join_by_key(records, "earlier", earlier, _NearDuplicateJoinFn(), "DropLater")
 
 
 def near_dedup_stage(recipe: Recipe) -> Optional[beam.PTransform]:

@@ -19,7 +19,7 @@ from llavaforge.quality.minhash import MinHasher, bands, normalise_question, sim
 from llavaforge.recipe import Recipe
 from llavaforge.schemas.llava import HUMAN
 from llavaforge.schemas.record import ImageRecord, Reject
-from llavaforge.transforms.base import REJECTS
+from llavaforge.transforms.base import REJECTS, join_by_key
 from llavaforge.transforms.check_config import QuestionDedupConfig
 from llavaforge.transforms.conversations import keep_conversations
 
@@ -127,12 +127,7 @@ class QuestionDedup(beam.PTransform):
             | "JoinKept" >> beam.CoGroupByKey()
             | "Dropped" >> beam.FlatMap(dropped_samples, config.max_copies)
         )
-        outputs = (
-            {"records": records | "ByKey" >> beam.Map(lambda r: (r.key, r)), "dropped": dropped}
-            | "JoinDropped" >> beam.CoGroupByKey()
-            | "DropCopies" >> beam.ParDo(_DropQuestionsFn()).with_outputs(REJECTS, main="records")
-        )
-        return outputs.records, outputs[REJECTS]
+        return join_by_key(records, "dropped", dropped, _DropQuestionsFn(), "DropCopies")
 
 
 def question_dedup_stage(recipe: Recipe) -> Optional[beam.PTransform]:
