@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
 
 from llavaforge.recipe import RecipeError, load_recipe, parse_override, recipe_reference  # noqa: E402
+from llavaforge.runners.metrics import format_model_metrics  # noqa: E402
 from llavaforge.transforms.read import InputError  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,6 +67,9 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
     if reasons:
         lines.append("top reject reasons:")
         lines += [f"  {n:>8}  {stage}/{reason}" for n, stage, reason in reasons[:10]]
+    if stats.get("models"):
+        lines.append("models:")
+        lines += format_model_metrics(stats["models"])
     seconds = stats.get("finished_at", 0) - stats.get("started_at", 0)
     if seconds > 0:
         lines.append(f"time        {seconds:.1f} s ({stats['inputs'] / seconds:.1f} inputs/s)")

@@ -15,8 +15,9 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from llavaforge import __version__
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.recipe import Recipe
+from llavaforge.runners.metrics import model_metrics
 from llavaforge.transforms.read import match_inputs
-from llavaforge.transforms.write import STATS_FILE, clear_output, join
+from llavaforge.transforms.write import METRICS_FILE, STATS_FILE, clear_output, join
 
 
 def new_run_id() -> str:
@@ -67,6 +68,13 @@ def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[
     clear_output(output)
     options = pipeline_options(beam_args)
     share_cores_between_workers(options)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, recipe, shard_urls, output, run_info, published_keys)
-    return read_stats(output)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, recipe, shard_urls, output, run_info, published_keys)
+    result = pipeline.run()
+    result.wait_until_finish()
+    stats = read_stats(output)
+    # Beside stats.json, not in it: stats.json is the run's completion marker, written once.
+    stats["models"] = model_metrics(result)
+    with fsspec.open(join(output, METRICS_FILE), "w") as f:
+        json.dump(stats["models"], f, indent=2, sort_keys=True)
+    return stats

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_DIRS = ("samples", "wds", "llava", "images", "rejects")
 STATS_FILE = "stats.json"
+METRICS_FILE = "metrics.json"  # model throughput, written by the runner after the run
 # Fixed member mtime makes a shard's bytes depend only on its records.
 _TAR_MTIME = 0.0
 
@@ -43,6 +44,9 @@ def clear_output(prefix: str) -> None:
     stats = join(root, STATS_FILE)
     if fs.exists(stats):
         fs.rm(stats)
+    metrics = join(root, METRICS_FILE)
+    if fs.exists(metrics):
+        fs.rm(metrics)
     for name in OUTPUT_DIRS:
         path = join(root, name)
         if fs.exists(path):

@@ -1,0 +1,58 @@
+"""Model throughput from Beam's RunInference metrics, for the run summary and metrics.json."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from apache_beam.runners.runner import PipelineResult
+
+_LATENCY = "inference_batch_latency_micro_secs"
+_BATCH = "inference_request_batch_size"
+_COUNT = "num_inferences"
+_LOAD = "load_model_latency_milli_secs"
+
+
+def _value(result) -> Any:
+    # Runners differ in which of committed/attempted they fill.
+    return result.committed if result.committed is not None else result.attempted
+
+
+def model_metrics(result: PipelineResult) -> dict[str, dict[str, float]]:
+    """Per model role (RunInference metrics namespace): items, batches, mean batch size and
+    latency, model-time items/s, model load time. Empty when the runner reports no metrics."""
+    try:
+        queried = result.metrics().query()
+    except Exception:  # noqa: BLE001 -- a runner without metrics support: no model figures
+        return {}
+    raw: dict[str, dict[str, Any]] = defaultdict(dict)
+    for kind in ("counters", "distributions"):
+        for metric in queried.get(kind, []):
+            name = metric.key.metric.name
+            if name in (_LATENCY, _BATCH, _COUNT, _LOAD):
+                raw[metric.key.metric.namespace][name] = _value(metric)
+    roles = {}
+    for namespace, values in sorted(raw.items()):
+        latency, batch = values.get(_LATENCY), values.get(_BATCH)
+        items = values.get(_COUNT) or (batch.sum if batch else 0)
+        if not latency or not latency.count:
+            continue
+        model_seconds = latency.sum / 1e6
+        roles[namespace] = {
+            "items": items,
+            "batches": latency.count,
+            "mean_batch_size": round(batch.mean, 1) if batch and batch.count else None,
+            "mean_batch_ms": round(latency.mean / 1e3, 1),
+            "items_per_model_second": round(items / model_seconds, 2) if model_seconds else None,
+            "load_model_ms": values[_LOAD].max if values.get(_LOAD) and values[_LOAD].count else None,
+        }
+    return roles
+
+
+def format_model_metrics(roles: dict[str, dict[str, float]]) -> list[str]:
+    lines = []
+    for namespace, m in roles.items():
+        lines.append(f"  {namespace:<28} {m['items']:>7} items in {m['batches']} batches "
+                     f"(mean {m['mean_batch_size']}), {m['mean_batch_ms']} ms/batch, "
+                     f"{m['items_per_model_second']} items/s of model time")
+    return lines
