@@ -29,17 +29,20 @@ class Preset(NamedTuple):
 
 _TINY_SIZE = "< 1 MB, built locally"
 _RANDOM = "random weights (Apache-2.0 code)"
+# Presets start batches full (min = max batch size): Beam's adaptive batching would otherwise
+# begin at one image per batch and grow slowly, which starves a GPU. A bundle's last batch
+# may still be smaller.
 
 VISION_PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "random-initialised small models of the hub architectures, built from configs into the "
         "cache and loaded through from_pretrained; for tests and benchmarks (output is noise)",
         {
-            "captioner": PresetModel({"model": TINY_PREFIX + "blip", "kind": "blip", "max_new_tokens": 8},
+            "captioner": PresetModel({"model": TINY_PREFIX + "blip", "kind": "blip", "max_new_tokens": 8, "min_batch_size": 16},
                                      _TINY_SIZE, _RANDOM),
             "detector": PresetModel({"model": TINY_PREFIX + "rt-detr", "kind": "rt-detr", "score_threshold": 0.0,
-                                     "max_objects": 5}, _TINY_SIZE, _RANDOM),
-            "tagger": PresetModel({"model": TINY_PREFIX + "clip", "kind": "clip", "score_threshold": 0.0},
+                                     "max_objects": 5, "min_batch_size": 16}, _TINY_SIZE, _RANDOM),
+            "tagger": PresetModel({"model": TINY_PREFIX + "clip", "kind": "clip", "score_threshold": 0.0, "min_batch_size": 16},
                                   _TINY_SIZE, _RANDOM),
         },
     ),
@@ -49,7 +52,7 @@ VISION_PRESETS: dict[str, Preset] = {
         "OCR text and any text that came with them in the shard",
         {
             "tagger": PresetModel({"model": "efficientnet-lite0", "kind": "efficientnet-lite", "top_k": 5,
-                                   "score_threshold": 0.05}, "19 MB", "Apache-2.0"),
+                                   "score_threshold": 0.05, "min_batch_size": 16}, "19 MB", "Apache-2.0"),
             "ocr": PresetModel({"model": "rapidocr", "kind": "rapidocr"}, "16 MB", "Apache-2.0"),
         },
     ),
@@ -57,12 +60,12 @@ VISION_PRESETS: dict[str, Preset] = {
         "quality defaults downloaded from the Hugging Face Hub at run time, on a GPU (bf16)",
         {
             "captioner": PresetModel({"model": "Salesforce/blip-image-captioning-large", "kind": "blip",
-                                      "device": "cuda", "max_batch_size": 128, "max_new_tokens": 40},
+                                      "device": "cuda", "min_batch_size": 128, "max_batch_size": 128, "max_new_tokens": 40},
                                      "1.9 GB", "BSD-3-Clause"),
             "detector": PresetModel({"model": "PekingU/rtdetr_r50vd", "kind": "rt-detr", "device": "cuda",
-                                     "max_batch_size": 64, "score_threshold": 0.5}, "172 MB", "Apache-2.0"),
+                                     "min_batch_size": 64, "max_batch_size": 64, "score_threshold": 0.5}, "172 MB", "Apache-2.0"),
             "tagger": PresetModel({"model": "openai/clip-vit-large-patch14", "kind": "clip", "device": "cuda",
-                                   "max_batch_size": 256, "score_threshold": 0.05}, "1.7 GB", "MIT"),
+                                   "min_batch_size": 256, "max_batch_size": 256, "score_threshold": 0.05}, "1.7 GB", "MIT"),
             "ocr": PresetModel({"model": "rapidocr", "kind": "rapidocr"}, "16 MB", "Apache-2.0"),
         },
     ),

