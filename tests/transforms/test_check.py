@@ -56,5 +56,6 @@ def test_flag_severity_keeps_the_sample_with_its_flag():
 def test_check_stage_is_none_only_when_everything_is_off():
     assert isinstance(check_stage(Recipe()), Check)
     assert check_stage(Recipe.model_validate({"check": {"enabled": False}})) is None
-    off = {name: {"enabled": False} for name in ("structure", "refusal", "leakage", "objects", "counts", "ocr")}
+    off = {name: {"enabled": False} for name in ("structure", "refusal", "leakage", "objects", "counts", "ocr",
+                                                  "repetition", "truncated")}
     assert check_stage(Recipe.model_validate({"check": off})) is None
