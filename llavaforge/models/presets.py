@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+from llavaforge.models.batching import fit_preset_batch_bounds
 from llavaforge.models.config import ROLES, AnnotateConfig, CaptionerConfig, DetectorConfig, OcrConfig, TaggerConfig
 from llavaforge.models.tiny import TINY_PREFIX
 from llavaforge.recipe import PRESET_NAMES
@@ -89,7 +90,8 @@ def effective_annotate_config(annotate: AnnotateConfig, preset: Optional[str]) -
         explicit = getattr(annotate, role)
         fields = dict(defaults[role].config) if role in defaults else {}
         if explicit is not None:
-            fields.update(explicit.model_dump(exclude_unset=True))
+            overrides = explicit.model_dump(exclude_unset=True)
+            fields = {**fit_preset_batch_bounds(fields, overrides), **overrides}
         if fields:
             merged[role] = _ROLE_CONFIGS[role].model_validate(fields)
     return AnnotateConfig(**merged)

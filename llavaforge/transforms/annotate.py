@@ -15,7 +15,7 @@ pipeline then has no annotate stage and source text stays in `record.source.text
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Optional
+from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics

@@ -1,6 +1,5 @@
 """A shard is streamed: peak memory while reading stays flat as the shard grows 10x."""
 
-import os
 import tracemalloc
 
 import numpy as np

@@ -39,9 +39,15 @@ class LlmHandler(ModelHandler[LlmRequest, PredictionResult, ModelT], Generic[Mod
 
     backend = "llm"
 
-    def __init__(self, model_name: str, min_batch_size: int = 1, max_batch_size: int = 16) -> None:
+    def __init__(self, model_name: str, config: Any, max_new_tokens: int, sampling: Any, seed: int = 0,
+                 min_batch_size: int = 1, max_batch_size: int = 16) -> None:
+        """`config`: the backend's recipe section (hf, vllm or openai); `sampling`: SamplingConfig."""
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
         self.model_name = model_name
+        self.config = config
+        self.max_new_tokens = max_new_tokens
+        self.sampling = sampling
+        self.seed = seed
 
     def generate(self, model: ModelT, requests: Sequence[LlmRequest]) -> list[Generation]:
         raise NotImplementedError

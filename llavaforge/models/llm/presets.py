@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llavaforge.models.batching import fit_preset_batch_bounds
 from llavaforge.models.llm.config import SynthesizeConfig
 from llavaforge.models.llm.local_models import OFFLINE_SMOLLM2, TINY_QWEN2
 from llavaforge.recipe import RecipeError
@@ -64,8 +65,8 @@ def effective_synthesize_config(section: SynthesizeConfig, preset: str | None) -
     if preset is not None and preset not in LLM_PRESETS:
         raise RecipeError(f"recipe field `preset`: unknown preset {preset!r} "
                                     f"(known: {', '.join(LLM_PRESETS)})")
-    base = LLM_PRESETS.get(preset, {}) if preset else {}
     explicit = section.model_dump(exclude_unset=True)
+    base = fit_preset_batch_bounds(LLM_PRESETS.get(preset, {}) if preset else {}, explicit)
     try:
         config = SynthesizeConfig.model_validate(_merge(base, explicit))
     except ValidationError as e:

@@ -45,15 +45,6 @@ def vllm_sampling_kwargs(max_new_tokens: int, sampling: SamplingConfig, seed: in
 class VllmLlmHandler(LlmHandler[Any]):
     backend = "vllm"
 
-    def __init__(self, model_name: str, config: VllmBackendConfig, max_new_tokens: int,
-                 sampling: SamplingConfig, seed: int = 0, min_batch_size: int = 1,
-                 max_batch_size: int = 256) -> None:
-        super().__init__(model_name, min_batch_size, max_batch_size)
-        self.config = config
-        self.max_new_tokens = max_new_tokens
-        self.sampling = sampling
-        self.seed = seed
-
     def load_model(self):
         try:
             import vllm

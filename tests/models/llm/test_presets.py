@@ -76,3 +76,9 @@ def test_describe_names_every_preset_model():
     text = describe_llm_presets()
     for values in LLM_PRESETS.values():
         assert values["model"] in text
+
+
+def test_lowering_max_batch_size_lowers_the_presets_full_batch_minimum():
+    recipe = load_recipe(None, {"preset": "tiny", "synthesize.max_batch_size": 4})
+    config = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    assert (config.min_batch_size, config.max_batch_size) == (4, 4)
