@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from llavaforge.recipe import Recipe, RecipeError, load_recipe, parse_override, recipe_reference
@@ -49,3 +51,14 @@ def test_reference_lists_every_section_with_defaults():
     for section in ("read:", "decode:", "dedup:", "write:"):
         assert section in text
     assert "min_side: 32" in text
+
+
+def test_example_recipe_validates_with_its_preset():
+    from llavaforge.models.llm.presets import effective_synthesize_config
+    from llavaforge.models.presets import effective_annotate_config
+
+    recipe = load_recipe(str(Path(__file__).resolve().parent.parent / "examples" / "recipe.yaml"))
+    synth = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    assert (synth.backend, synth.openai.api_key_env) == ("openai", "LLAVAFORGE_LLM_KEY")
+    vision = effective_annotate_config(recipe.annotate, recipe.preset)
+    assert vision.detector.score_threshold == 0.6 and vision.detector.device == "cuda"
