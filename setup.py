@@ -59,5 +59,6 @@ setup(
         ],
         "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
     },
-    entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main"]},
+    entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main",
+                                      "llavaforge-sdk-worker=llavaforge.runners.portable:sdk_worker"]},
 )

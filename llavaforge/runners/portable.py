@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PortableOptions
@@ -64,12 +65,32 @@ def serve(port: int = 0) -> tuple[local_job_service.LocalJobServicer, int]:
     return servicer, servicer.start_grpc_server(port)
 
 
+WORKER_SCRIPT = "llavaforge-sdk-worker"
+
+
+def sdk_worker() -> None:
+    """The `llavaforge-sdk-worker` console script: Beam's SDK worker. A one-word command keeps
+    `--environment_config` free of spaces, so the flags survive `$(...)` in a shell."""
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+
+
+def worker_command(python: Optional[str] = None) -> str:
+    """How the job service starts an SDK worker: the console script beside `python` (default:
+    this interpreter) when installed, else `python -m` Beam's worker module."""
+    interpreter = Path(python or sys.executable)
+    script = interpreter.parent / WORKER_SCRIPT
+    if script.exists():
+        return str(script)
+    return f"{shlex.quote(str(interpreter))} -m apache_beam.runners.worker.sdk_worker_main"
+
+
 def portable_args(job_endpoint: str, workers: int = 2, python: Optional[str] = None) -> list[str]:
     """Beam flags for a run on the job service at `job_endpoint` with `workers` SDK worker
     processes started with `python` (default: this interpreter)."""
-    worker_command = f"{shlex.quote(python or sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
     return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
-            f"--environment_type={SUBPROCESS_ENVIRONMENT}", f"--environment_config={worker_command}",
+            f"--environment_type={SUBPROCESS_ENVIRONMENT}", f"--environment_config={worker_command(python)}",
             f"--sdk_worker_parallelism={workers}"]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from llavaforge.recipe import Recipe
 from llavaforge.runners.local import run
-from llavaforge.runners.portable import job_service, portable_args
+from llavaforge.runners.portable import WORKER_SCRIPT, job_service, portable_args
 from llavaforge.verify import verify
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -54,7 +54,7 @@ class WorkerWatch:
                     command = (entry / "cmdline").read_bytes()
                 except (OSError, IndexError, ValueError):
                     continue
-                if ppid == self.parent and b"sdk_worker_main" in command:
+                if ppid == self.parent and (b"sdk_worker_main" in command or WORKER_SCRIPT.encode() in command):
                     self.pids.add(int(entry.name))
 
     def __enter__(self) -> "WorkerWatch":
@@ -73,10 +73,14 @@ def in_process(tmp_path_factory):
     return outcome(output)
 
 
-def test_portable_args_start_subprocess_workers():
+def test_portable_args_start_subprocess_workers(tmp_path):
     args = portable_args("localhost:1234", workers=3, python="/opt/py bin/python")
     assert "--job_endpoint=localhost:1234" in args and "--sdk_worker_parallelism=3" in args
     assert "--environment_config='/opt/py bin/python' -m apache_beam.runners.worker.sdk_worker_main" in args
+    # With the console script installed the worker command is one word: the flags survive $(...).
+    (tmp_path / WORKER_SCRIPT).write_text("#!/bin/sh\n")
+    args = portable_args("localhost:1234", python=str(tmp_path / "python"))
+    assert f"--environment_config={tmp_path / WORKER_SCRIPT}" in args
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts worker processes through /proc")
