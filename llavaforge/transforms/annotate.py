@@ -7,9 +7,8 @@ so only the image that breaks the model becomes a reject (stage `annotate`, reas
 the run at once (`ModelLoadError` naming the role and model id).
 
 Source-provided text (alt text, captions from the shard) becomes `Caption(text, "source")`
-here, whenever the stage runs. `annotate_stage` returns None when no role runs; the
-pipeline then has no annotate stage and source text stays in `record.source.texts` only
-(the lead may add `SourceCaptions` on its own in that case).
+here. The stage runs even when no vision role is configured, so that text always reaches the
+LLM as a caption.
 """
 
 from __future__ import annotations
