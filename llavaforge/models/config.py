@@ -11,14 +11,14 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from llavaforge.schemas.config import StrictModel
+from llavaforge.schemas.config import BatchBounds, StrictModel
 
 Device = Literal["cpu", "cuda"]
 DType = Literal["fp32", "bf16", "fp16"]
 ROLES = ("captioner", "detector", "tagger", "ocr")
 
 
-class ModelConfig(StrictModel):
+class ModelConfig(BatchBounds):
     """What every role's model takes: where it comes from, where it runs, how it batches."""
 
     enabled: bool = Field(default=True, description="Run this role (false turns off a role a preset names).")
@@ -31,15 +31,11 @@ class ModelConfig(StrictModel):
     device: Device = Field(default="cpu", description="Where the model runs: cpu or cuda.")
     dtype: Optional[DType] = Field(
         default=None, description="Weights and activations: fp32, bf16 or fp16 (default bf16 on cuda, fp32 on cpu).")
-    min_batch_size: int = Field(default=1, ge=1, description="Smallest batch RunInference forms.")
-    max_batch_size: int = Field(default=16, ge=1, description="Largest batch RunInference forms (fill the GPU).")
     trust_remote_code: bool = Field(
         default=False, description="Run code shipped with the model (off: only transformers' own classes load).")
 
     @model_validator(mode="after")
-    def _batch_bounds(self):
-        if self.min_batch_size > self.max_batch_size:
-            raise ValueError("min_batch_size must be <= max_batch_size")
+    def _fp16_needs_cuda(self):
         if self.device == "cpu" and self.dtype == "fp16":
             raise ValueError("dtype fp16 needs device cuda (use fp32 or bf16 on cpu)")
         return self

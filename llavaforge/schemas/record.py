@@ -20,7 +20,12 @@ def content_key(data: bytes) -> str:
     Hex only, so it is safe as a file name and as a WebDataset key (no dots, no slashes).
     128 bits make collisions between distinct images negligible at any dataset size.
     """
-    return hashlib.sha256(data).hexdigest()[:KEY_HEX_CHARS]
+    return key_of_sha256(hashlib.sha256(data).hexdigest())
+
+
+def key_of_sha256(sha256_hex: str) -> str:
+    """The key of an image whose sha256 (hex) is already known."""
+    return sha256_hex[:KEY_HEX_CHARS]
 
 
 def source_key(url: str, member: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from llavaforge.recipe import DecodeConfig
-from llavaforge.schemas.record import ImageInfo, ImageRecord, Provenance, RawSample, Reject, content_key
+from llavaforge.schemas.record import ImageInfo, ImageRecord, Provenance, RawSample, Reject, key_of_sha256
 from llavaforge.transforms.base import StageFn, apply_stage_fn
 
 STAGE = "decode"
@@ -118,7 +118,8 @@ def encode(rgb: Image.Image, fmt: str) -> bytes:
 
 
 def decode_sample(sample: RawSample, config: DecodeConfig, provenance: Optional[Provenance]) -> Union[ImageRecord, Reject]:
-    key = content_key(sample.data)
+    sha256 = hashlib.sha256(sample.data).hexdigest()
+    key = key_of_sha256(sha256)
     try:
         image, rgb, rotated = open_image(sample.data, config)
         width, height = rgb.size
@@ -135,7 +136,7 @@ def decode_sample(sample: RawSample, config: DecodeConfig, provenance: Optional[
     else:
         data, fmt = encode(rgb, config.reencode_format), config.reencode_format
     info = ImageInfo(data=data, format=fmt, width=width, height=height,
-                     sha256=hashlib.sha256(sample.data).hexdigest(), phash=str(imagehash.phash(rgb)))
+                     sha256=sha256, phash=str(imagehash.phash(rgb)))
     return ImageRecord(key=key, source=sample.source, image=info, provenance=provenance)
 
 

@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from llavaforge.schemas.config import StrictModel
+from llavaforge.schemas.config import BatchBounds, StrictModel
 
 DEFAULT_TASK_WEIGHTS = {"conversation": 58.0, "detail": 23.0, "reasoning": 77.0}
 
@@ -98,7 +98,7 @@ class OpenAiBackendConfig(StrictModel):
         return v
 
 
-class SynthesizeConfig(StrictModel):
+class SynthesizeConfig(BatchBounds):
     """Synthesis is off unless the recipe or a preset turns it on."""
 
     tasks: list[str] = Field(
@@ -134,8 +134,6 @@ class SynthesizeConfig(StrictModel):
         default=1024, ge=16,
         description="Budget for an image's description (approximate tokens); OCR, source text, "
                     "tags, objects and captions are dropped in that order, lowest score first.")
-    min_batch_size: int = Field(default=1, ge=1, description="Smallest batch of requests per model call.")
-    max_batch_size: int = Field(default=16, ge=1, description="Largest batch of requests per model call.")
     max_raw_chars: int = Field(
         default=500, ge=0, description="Characters of unparseable model output kept in a reject's detail.")
     hf: HfBackendConfig = Field(default_factory=HfBackendConfig)
@@ -158,12 +156,6 @@ class SynthesizeConfig(StrictModel):
         if any(w < 0 for w in v.values()):
             raise ValueError("weights must be >= 0")
         return v
-
-    @model_validator(mode="after")
-    def _coherent(self) -> "SynthesizeConfig":
-        if self.min_batch_size > self.max_batch_size:
-            raise ValueError("min_batch_size must be <= max_batch_size")
-        return self
 
     @property
     def enabled(self) -> bool:
