@@ -138,9 +138,9 @@ def vision(device: str, smoke: bool, folder: Path) -> dict[str, Any]:
     return results
 
 
-def script(name: str, smoke: bool, out: Path, timeout: int) -> dict[str, Any]:
+def script(name: str, smoke: bool, out: Path, timeout: int, *extra: str) -> dict[str, Any]:
     """Run one of the per-stage GPU scripts; its JSON, or why it has none."""
-    cmd = [sys.executable, str(BENCH / name), "--out", str(out)] + (["--smoke"] if smoke else [])
+    cmd = [sys.executable, str(BENCH / name), "--out", str(out), *extra] + (["--smoke"] if smoke else [])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired:
@@ -151,7 +151,10 @@ def script(name: str, smoke: bool, out: Path, timeout: int) -> dict[str, Any]:
 
 
 def gpu_busy_sampler(device: str):
-    """Samples torch.cuda.utilization() (NVML) every 0.2 s until stopped; the busy fraction."""
+    """Samples torch.cuda.utilization() (NVML) every 0.2 s until stopped.
+
+    Returns a function giving (busy fraction of the whole wall time, busy fraction between the
+    first and the last busy sample: the part after start-up and model loading)."""
     samples: list[float] = []
     stop = threading.Event()
 
@@ -167,42 +170,75 @@ def gpu_busy_sampler(device: str):
     if device == "cuda":
         thread.start()
 
-    def finish() -> float | None:
+    def finish() -> tuple[float | None, float | None]:
         stop.set()
         if device == "cuda":
             thread.join()
-        return round(sum(samples) / len(samples) / 100, 3) if samples else None
+        busy = [i for i, v in enumerate(samples) if v > 0]
+        if not busy:
+            return None, None
+        window = samples[busy[0]:busy[-1] + 1]
+        return round(sum(samples) / len(samples) / 100, 3), round(sum(window) / len(window) / 100, 3)
 
     return finish
 
 
+def build_llm(folder: Path, smoke: bool) -> Path:
+    """A random Qwen2.5-0.5B-shaped chat model with the project's tiny chat tokenizer, saved."""
+    from gpu_llm import SHAPES, SMOKE_SHAPE, build_model
+
+    from llavaforge.models.llm.local_models import build_tiny_tokenizer
+
+    shape = SMOKE_SHAPE if smoke else SHAPES["qwen2.5-0.5b"]
+    model = build_model(shape, "cpu", torch.float32 if smoke else torch.bfloat16)
+    model.save_pretrained(folder)
+    build_tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
 def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Path]) -> dict[str, Any]:
+    """`llavaforge run` with every model role on the GPU: captioner, detector, tagger, LLM."""
     if importlib.util.find_spec("apache_beam") is None:
         return {"skipped": "apache_beam is not installed on this machine (carry its wheels to run this section)"}
     sys.path.insert(0, str(BENCH))
     from cpu import build_shards  # noqa: E402 -- the same synthetic shards as the CPU benchmark
+    from gpu_annotate import build_model as build_captioner  # noqa: E402
 
-    images = 32 if smoke else 4096
+    images = 32 if smoke else 2048
     folder.mkdir(parents=True, exist_ok=True)
     shards = build_shards(folder, images, 4 if smoke else 16, 512)
-    dtype = "fp32" if device == "cpu" else "bf16"
-    sets = {"annotate.detector.model": str(vision_paths["detector"]), "annotate.detector.kind": "detr",
-            "annotate.detector.device": device, "annotate.detector.dtype": dtype,
-            "annotate.detector.max_batch_size": 128,
-            "annotate.tagger.model": str(vision_paths["tagger"]), "annotate.tagger.kind": "clip",
-            "annotate.tagger.device": device, "annotate.tagger.dtype": dtype,
-            "annotate.tagger.max_batch_size": 256}
+    build_captioner(folder / "blip", smoke)
+    llm = build_llm(folder / "llm", smoke)
+    batch = 8 if smoke else 256
+    recipe = {
+        "annotate": {
+            "captioner": {"model": str(folder / "blip"), "kind": "blip", "max_new_tokens": 20},
+            "detector": {"model": str(vision_paths["detector"]), "kind": "detr", "max_batch_size": batch // 2,
+                         "min_batch_size": batch // 2},
+            "tagger": {"model": str(vision_paths["tagger"]), "kind": "clip"},
+        },
+        "synthesize": {"tasks": ["conversation", "detail", "reasoning"], "tasks_per_image": 1, "backend": "hf",
+                       "model": str(llm), "max_new_tokens": 64, "min_batch_size": batch, "max_batch_size": batch},
+    }
+    for role in ("captioner", "tagger"):
+        recipe["annotate"][role].update(min_batch_size=batch, max_batch_size=batch)
+    for role in recipe["annotate"].values():
+        role.update(device=device, dtype="fp32" if device == "cpu" else "bf16")
+    (folder / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
     cmd = [sys.executable, "-m", "llavaforge.cli", "-q", "run", *[a for s in shards for a in ("--input", s)],
-           "--output", str(folder / "out"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
-           "--direct_running_mode=multi_threading", "--direct_num_workers=8"]
+           "--output", str(folder / "out"), "--recipe", str(folder / "recipe.yaml"),
+           "--direct_running_mode=multi_threading", "--direct_num_workers=4"]
     finish = gpu_busy_sampler(device)
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - start
-    busy = finish()
+    busy, busy_active = finish()
     if done.returncode != 0:
         return {"error": done.stderr[-1500:]}
-    return {"images": images, "records_s": round(images / wall, 1), "wall_s": round(wall, 1), "gpu_busy": busy}
+    stats = json.loads((folder / "out" / "stats.json").read_text()) if (folder / "out" / "stats.json").exists() else {}
+    return {"images": images, "records_s": round(images / wall, 1), "wall_s": round(wall, 1), "gpu_busy": busy,
+            "gpu_busy_after_first_use": busy_active,
+            "stats": {k: v for k, v in stats.items() if not isinstance(v, list)}}
 
 
 def main() -> None:
@@ -233,10 +269,12 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=2))
         print(f"== {name}: {json.dumps(results[name])}", flush=True)
 
+    # The largest targets first; every script section has its own time limit (about 8 minutes in all).
     section("hardware", lambda: hardware(device, args.smoke))
+    section("llm", lambda: script("gpu_llm.py", args.smoke, folder / "llm.json", 230, "--shape-budget-s", "95"))
+    section("captioner", lambda: script("gpu_annotate.py", args.smoke, folder / "captioner.json", 125,
+                                        "--time-limit", "95"))
     section("vision", lambda: vision(device, args.smoke, folder))
-    section("captioner", lambda: script("gpu_annotate.py", args.smoke, folder / "captioner.json", 150))
-    section("llm", lambda: script("gpu_llm.py", args.smoke, folder / "llm.json", 330))
     section("pipeline", lambda: pipeline(device, args.smoke, folder / "pipeline",
                                          {"detector": folder / "detr", "tagger": folder / "clip"}))
     results["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -2,12 +2,16 @@
 
 For each shape (Qwen2.5-0.5B and Qwen2.5-7B; random bf16 weights built on the GPU from the
 config: speed depends on shapes, not values), with ~1,500-token prompts that share a
-system + few-shot prefix and --new-tokens new tokens each:
-  naive        `generate`, one prompt at a time (batch 1)
-  plain        `generate` on one left-padded batch of --plain-batch prompts
-  lf_prefix    llavaforge HfGenerator, --plain-batch requests, shared-prefix KV cache reused
-  lf_static    llavaforge HfGenerator, --batch requests, static KV cache + torch.compile
-               (first call compiles: reported separately; the second call is the number)
+system + few-shot prefix and --new-tokens new tokens each, in this order (a shape that spends
+--shape-budget-s skips the rest):
+  plain                `generate` on one left-padded batch of --plain-batch prompts (the baseline)
+  lf_static_compiled   llavaforge HfGenerator's own loop: static KV cache with the shared
+                       prefix copied in, compiled one-token step (CUDA graphs), --batch
+                       requests (first call compiles: reported separately)
+  lf_static_eager      the same loop uncompiled, --plain-batch requests
+  lf_generate_prefix   llavaforge through `generate` with the prefix KV reused, --plain-batch
+  lf_static_compiled   again at --plain-batch (compiled for that batch size in an untimed call)
+  naive                `generate`, one prompt at a time (batch 1)
 Prints output tokens/s and ratios to `plain`; writes JSON after every measurement.
 
     python bench/gpu_llm.py                  # one H100; about 5-7 minutes
@@ -126,21 +130,52 @@ def run_shape(name: str, shape: dict[str, Any], args, device: str, tokenizer, re
     requests = make_requests(tokenizer, max(args.batch, args.plain_batch), args.prompt_tokens, args.suffix_tokens)
     record(name, "prompt_tokens", chat_tokens(tokenizer, list(requests[0].messages)))
 
-    def generator(**config) -> HfGenerator:
-        return HfGenerator(model, tokenizer, HfBackendConfig(**config), args.new_tokens, sampling)
+    def generator(rows: int = 1, **config) -> HfGenerator:
+        return HfGenerator(model, tokenizer, HfBackendConfig(**config), args.new_tokens, sampling, batch_rows=rows)
 
+    def stock(**config) -> HfGenerator:
+        model.set_attn_implementation("sdpa")  # the baselines run transformers as shipped
+        return generator(**config)
+
+    compiled: dict[int, HfGenerator] = {}
+
+    def static_compiled(rows: int, warm: list[LlmRequest] = ()) -> Callable[[], HfGenerator]:
+        """The compiled generator for `rows`-row batches; `warm`: a first call not timed (it compiles)."""
+        def make() -> HfGenerator:
+            if rows not in compiled:
+                compiled[rows] = generator(rows, static_cache=True, compile=not args.smoke)
+                if warm:
+                    compiled[rows].generate(warm)
+            return compiled[rows]
+        return make
+
+    # Most important first: a shape that runs out of its time budget drops the rest.
     measures = [
-        ("naive_batch1", generator(prefix_reuse=False), naive, requests[: args.naive_prompts]),
-        (f"plain_batch{args.plain_batch}", generator(prefix_reuse=False), plain, requests[: args.plain_batch]),
-        (f"lf_prefix_batch{args.plain_batch}", generator(prefix_reuse=True), backend, requests[: args.plain_batch]),
+        (f"plain_batch{args.plain_batch}", lambda: stock(static_cache=False, prefix_reuse=False), plain,
+         requests[: args.plain_batch]),
+        (f"lf_static_compiled_batch{args.batch}_first_call", static_compiled(args.batch), backend,
+         requests[: args.batch]),
+        (f"lf_static_compiled_batch{args.batch}", static_compiled(args.batch), backend, requests[: args.batch]),
+        (f"lf_static_eager_batch{args.plain_batch}", lambda: generator(static_cache=True, compile=False), backend,
+         requests[: args.plain_batch]),
+        (f"lf_generate_prefix_batch{args.plain_batch}", lambda: stock(static_cache=False), backend,
+         requests[: args.plain_batch]),
+        (f"lf_static_compiled_batch{args.plain_batch}",
+         static_compiled(args.plain_batch, warm=requests[: args.plain_batch]), backend, requests[: args.plain_batch]),
+        ("naive_batch1", lambda: stock(static_cache=False, prefix_reuse=False), naive, requests[: args.naive_prompts]),
     ]
-    static = generator(static_cache=True, compile=not args.smoke)
-    measures += [(f"lf_static_batch{args.batch}_first_call", static, backend, requests[: args.batch]),
-                 (f"lf_static_batch{args.batch}", static, backend, requests[: args.batch])]
-    for label, gen, fn, batch in measures:
-        tokens, seconds = timed(device, lambda: fn(gen, batch))
-        record(name, label, {"tokens": tokens, "seconds": round(seconds, 2), "tok_s": round(tokens / seconds, 1)})
-    del model
+    started = time.perf_counter()
+    for label, make, fn, batch in measures:
+        if time.perf_counter() - started > args.shape_budget_s:
+            record(name, label, {"skipped": f"shape time budget of {args.shape_budget_s} s spent"})
+            continue
+        try:
+            gen = make()
+            tokens, seconds = timed(device, lambda: fn(gen, batch))
+            record(name, label, {"tokens": tokens, "seconds": round(seconds, 2), "tok_s": round(tokens / seconds, 1)})
+        except Exception as e:  # noqa: BLE001 -- one failed measure must not lose the others
+            record(name, label, {"error": f"{type(e).__name__}: {e}"[:800]})
+    del model, compiled
     if device == "cuda":
         torch.cuda.empty_cache()
 
@@ -155,6 +190,8 @@ def main() -> None:
     parser.add_argument("--plain-batch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--naive-prompts", type=int, default=1)
+    parser.add_argument("--shape-budget-s", type=float, default=150.0,
+                        help="after this many seconds on one shape, its remaining measures are skipped")
     parser.add_argument("--out", default="bench/results/gpu_llm.json")
     args = parser.parse_args()
     if args.smoke:

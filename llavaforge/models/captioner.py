@@ -1,12 +1,21 @@
-"""Captioner role: Hugging Face image-to-text models (BLIP, GIT, VisionEncoderDecoder, Florence-2)."""
+"""Captioner role: Hugging Face image-to-text models (BLIP, GIT, VisionEncoderDecoder, Florence-2).
+
+With `compile_vision`, the image encoder runs through `torch.compile` (static shapes): its
+eager attention (matmul, softmax, matmul) is rewritten by inductor's attention pattern
+matcher into fused scaled-dot-product attention, the part of captioning that grows with
+image size. Compilation happens on the first batch of each batch size, once per process.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Optional
+
+import torch
 import transformers as tf
-from PIL import Image
 
 from llavaforge.models.config import CaptionerConfig
-from llavaforge.models.handler import VisionModelHandler
+from llavaforge.models.handler import DecodedImage, VisionModelHandler, processor_image_kwargs
 from llavaforge.models.loading import LoadedModel, hf_loaded
 from llavaforge.schemas.record import Caption
 
@@ -17,23 +26,56 @@ MODEL_CLASSES = {
     "vision-encoder-decoder": (tf.VisionEncoderDecoderModel, tf.AutoImageProcessor, tf.AutoTokenizer),
     "florence2": (tf.AutoModelForImageTextToText, tf.AutoProcessor, None),
 }
+# Attribute names image-to-text models give their image encoder, most specific first:
+# BLIP `vision_model` (GIT: `git.image_encoder.vision_model`), Florence-2/LLaVA-likes `vision_tower`,
+# Qwen-VL `visual`, VisionEncoderDecoder `encoder`.
+VISION_ENCODER_NAMES = ("vision_model", "vision_tower", "image_encoder", "visual", "encoder")
+
+logger = logging.getLogger(__name__)
+
+
+def vision_encoder(model: torch.nn.Module) -> Optional[torch.nn.Module]:
+    """The image encoder of an image-to-text model: the shallowest submodule with the first known name."""
+    modules = dict(model.named_modules())
+    for name in VISION_ENCODER_NAMES:
+        paths = [path for path in modules if path.rsplit(".", 1)[-1] == name]
+        if paths:
+            return modules[min(paths, key=lambda path: path.count("."))]
+    return None
+
+
+def compile_vision_encoder(model: torch.nn.Module) -> bool:
+    """Compile the image encoder in place (compiled lazily on its first call); False when none is found."""
+    encoder = vision_encoder(model)
+    if encoder is None:
+        logger.warning("compile_vision: %s has no image encoder named any of %s; running uncompiled",
+                       type(model).__name__, ", ".join(VISION_ENCODER_NAMES))
+        return False
+    encoder.compile(dynamic=False)
+    return True
 
 
 class CaptionerHandler(VisionModelHandler):
     role = "captioner"
+    gpu_decode = True
     config: CaptionerConfig
 
     def load(self, path: str, config: CaptionerConfig) -> LoadedModel:
         model_class, processor_class, tokenizer_class = MODEL_CLASSES[config.kind]
-        return hf_loaded(model_class, processor_class, path, config, tokenizer_class)
+        loaded = hf_loaded(model_class, processor_class, path, config, tokenizer_class)
+        if config.compile_vision:
+            compile_vision_encoder(loaded.model)
+        return loaded
 
-    def _inputs(self, images: list[Image.Image], model: LoadedModel) -> dict:
+    def _inputs(self, images: list[DecodedImage], model: LoadedModel) -> dict:
         prompt = self.config.prompt
+        on_device = processor_image_kwargs(images)
         if prompt:
-            inputs = model.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+            inputs = model.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True,
+                                     **on_device)
             inputs.pop("token_type_ids", None)  # generate() of GIT/BLIP rejects them
         else:
-            inputs = model.processor(images=images, return_tensors="pt")
+            inputs = model.processor(images=images, return_tensors="pt", **on_device)
         return self.to_device(inputs, model)
 
     def _generate_kwargs(self) -> dict:
@@ -49,7 +91,7 @@ class CaptionerHandler(VisionModelHandler):
         prompt = (self.config.prompt or "").strip().lower()
         return [_strip_prompt(t.strip(), prompt) for t in texts]
 
-    def annotate(self, images: list[Image.Image], model: LoadedModel) -> list[list[Caption]]:
+    def annotate(self, images: list[DecodedImage], model: LoadedModel) -> list[list[Caption]]:
         inputs = self._inputs(images, model)
         generated = model.model.generate(**inputs, **self._generate_kwargs())
         texts = self._texts(generated, inputs, model)

@@ -59,6 +59,10 @@ class CaptionerConfig(ModelConfig):
     max_new_tokens: int = Field(default=30, ge=1, le=512, description="Longest caption, in tokens.")
     num_captions: int = Field(
         default=1, ge=1, le=8, description="Captions per image (the best beams of a beam search).")
+    compile_vision: bool = Field(
+        default=False,
+        description="torch.compile the image encoder (static shapes): fuses its attention on GPU. The first batch "
+                    "of each batch size pays the compile (tens of seconds); keep min_batch_size = max_batch_size.")
 
     @model_validator(mode="after")
     def _prompt_supported(self):

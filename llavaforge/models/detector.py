@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import torch
 import transformers as tf
-from PIL import Image
 
 from llavaforge.models.config import DetectorConfig
-from llavaforge.models.handler import VisionModelHandler, clamp_box
+from llavaforge.models.handler import DecodedImage, VisionModelHandler, clamp_box, image_size, processor_image_kwargs
 from llavaforge.models.labels import coco_classes
 from llavaforge.models.loading import LoadedModel, hf_loaded
 from llavaforge.schemas.record import DetectedObject
@@ -23,6 +22,7 @@ PADS_TO_SQUARE = ("owlv2",)
 
 class DetectorHandler(VisionModelHandler):
     role = "detector"
+    gpu_decode = True
     config: DetectorConfig
 
     @property
@@ -34,18 +34,20 @@ class DetectorHandler(VisionModelHandler):
             return hf_loaded(tf.AutoModelForZeroShotObjectDetection, tf.AutoProcessor, path, config)
         return hf_loaded(tf.AutoModelForObjectDetection, tf.AutoImageProcessor, path, config)
 
-    def _detections(self, images: list[Image.Image], model: LoadedModel) -> list[dict]:
+    def _detections(self, images: list[DecodedImage], model: LoadedModel) -> list[dict]:
         """Per image: scores, label names and boxes relative to the model's input frame."""
         threshold = self.config.score_threshold
+        on_device = processor_image_kwargs(images)
         if self.config.kind in OPEN_VOCABULARY:
             labels = self.labels
-            inputs = model.processor(text=[labels] * len(images), images=images, return_tensors="pt", padding=True)
+            inputs = model.processor(text=[labels] * len(images), images=images, return_tensors="pt", padding=True,
+                                     **on_device)
             outputs = model.model(**self.to_device(inputs, model))
             results = model.processor.image_processor.post_process_object_detection(
                 outputs, threshold=threshold)
             names = lambda ids: [labels[i] for i in ids.tolist()]  # noqa: E731
         else:
-            inputs = model.processor(images=images, return_tensors="pt")
+            inputs = model.processor(images=images, return_tensors="pt", **on_device)
             outputs = model.model(**self.to_device(inputs, model))
             results = model.processor.post_process_object_detection(outputs, threshold=threshold)
             id2label = model.model.config.id2label
@@ -53,11 +55,11 @@ class DetectorHandler(VisionModelHandler):
         return [{"scores": r["scores"].float(), "labels": names(r["labels"]), "boxes": r["boxes"].float()}
                 for r in results]
 
-    def annotate(self, images: list[Image.Image], model: LoadedModel) -> list[list[DetectedObject]]:
+    def annotate(self, images: list[DecodedImage], model: LoadedModel) -> list[list[DetectedObject]]:
         return [self._objects(image, found) for image, found in zip(images, self._detections(images, model))]
 
-    def _objects(self, image: Image.Image, found: dict) -> list[DetectedObject]:
-        width, height = image.size
+    def _objects(self, image: DecodedImage, found: dict) -> list[DetectedObject]:
+        width, height = image_size(image)
         side = max(width, height)
         # relative-to-padded-square -> relative-to-image
         scale = torch.tensor([side / width, side / height] * 2) if self.config.kind in PADS_TO_SQUARE else torch.ones(4)

@@ -17,7 +17,7 @@ import transformers as tf
 from PIL import Image
 
 from llavaforge.models.config import TaggerConfig
-from llavaforge.models.handler import VisionModelHandler
+from llavaforge.models.handler import DecodedImage, VisionModelHandler, processor_image_kwargs
 from llavaforge.models.labels import imagenet_classes, tag_vocabulary
 from llavaforge.models.loading import TORCH_DTYPES, LoadedModel, hf_loaded
 from llavaforge.schemas.record import Tag
@@ -69,6 +69,7 @@ def load_efficientnet_lite0(config: TaggerConfig) -> LoadedModel:
 
 class TaggerHandler(VisionModelHandler):
     role = "tagger"
+    gpu_decode = True  # efficientnet-lite's PIL preprocessor is not torchvision-backed: it keeps PIL decoding
     config: TaggerConfig
 
     def load(self, path: str, config: TaggerConfig) -> LoadedModel:
@@ -103,21 +104,22 @@ class TaggerHandler(VisionModelHandler):
             model.derived[key] = torch.nn.functional.normalize(features, dim=-1)
         return model.derived[key]
 
-    def _scores(self, images: list[Image.Image], model: LoadedModel) -> torch.Tensor:
+    def _scores(self, images: list[DecodedImage], model: LoadedModel) -> torch.Tensor:
         """(images, labels) probabilities."""
+        on_device = processor_image_kwargs(images)
         if self.config.kind in ZERO_SHOT:
-            pixels = model.processor.image_processor(images=images, return_tensors="pt")
+            pixels = model.processor.image_processor(images=images, return_tensors="pt", **on_device)
             image_features = _features(model.model.get_image_features(**self.to_device(pixels, model)))
             similarity = torch.nn.functional.normalize(image_features, dim=-1) @ self._text_embeddings(model).T
             logits = similarity * model.model.logit_scale.exp()
             if self.config.kind == "siglip":
                 return torch.sigmoid(logits + model.model.logit_bias)
             return logits.softmax(dim=-1)
-        outputs = model.model(**self.to_device(model.processor(images, return_tensors="pt"), model))
+        outputs = model.model(**self.to_device(model.processor(images, return_tensors="pt", **on_device), model))
         logits = getattr(outputs, "logits", outputs)
         return logits.float().softmax(dim=-1)
 
-    def annotate(self, images: list[Image.Image], model: LoadedModel) -> list[list[Tag]]:
+    def annotate(self, images: list[DecodedImage], model: LoadedModel) -> list[list[Tag]]:
         labels = self._labels(model)
         scores = self._scores(images, model).float().cpu()
         top = torch.topk(scores, k=min(self.config.top_k, scores.shape[1]), dim=-1)

@@ -48,6 +48,7 @@ class LlmHandler(ModelHandler[LlmRequest, PredictionResult, ModelT], Generic[Mod
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
         self.seed = seed
+        self.max_batch_size = max_batch_size
 
     def generate(self, model: ModelT, requests: Sequence[LlmRequest]) -> list[Generation]:
         raise NotImplementedError

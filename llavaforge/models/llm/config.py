@@ -39,22 +39,29 @@ class HfBackendConfig(StrictModel):
     prefix_reuse: bool = Field(
         default=True,
         description="Compute the KV cache of the shared system + few-shot prefix once per task "
-                    "and reuse it for every request of a batch (dynamic cache only).")
-    static_cache: bool = Field(
-        default=False,
-        description="Static KV cache (fixed shapes); pays on GPU together with `compile`. "
-                    "Turns prefix reuse off.")
-    compile: bool = Field(
-        default=False, description="torch.compile the decoding step (with `static_cache`, on GPU).")
+                    "and reuse it for every request of a batch.")
+    static_cache: Optional[bool] = Field(
+        default=None,
+        description="Decode with llavaforge's own loop over a preallocated KV cache (fixed shapes, "
+                    "prefix reuse kept) instead of `generate`; None = on when the model runs on cuda.")
+    compile: Optional[bool] = Field(
+        default=None,
+        description="torch.compile the one-token decoding step with CUDA graphs (needs the static "
+                    "cache; the first batch of each shape compiles); None = on with the static cache on cuda.")
     trust_remote_code: bool = Field(
         default=False, description="Allow model code from the model folder/repo (off: only "
                                    "architectures that ship with transformers).")
 
     @model_validator(mode="after")
     def _compile_needs_static_cache(self) -> "HfBackendConfig":
-        if self.compile and not self.static_cache:
-            raise ValueError("`compile` needs `static_cache: true` (fixed shapes)")
+        if self.compile and self.static_cache is False:
+            raise ValueError("`compile` needs the static cache (fixed shapes): leave `static_cache` unset or true")
         return self
+
+    def decoding(self, on_gpu: bool) -> tuple[bool, bool]:
+        """(static cache, compile) for a model on the GPU or not."""
+        static = self.static_cache if self.static_cache is not None else on_gpu
+        return static, static and (self.compile if self.compile is not None else on_gpu)
 
 
 class VllmBackendConfig(StrictModel):

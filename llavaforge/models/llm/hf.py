@@ -6,10 +6,13 @@ batch (Beam's BatchElements bounds the batch). With `prefix_reuse`, the KV cache
 shared system + few-shot prefix is computed once, kept (LRU), and placed in the rows that
 use it: a row is `[padding][its prefix][padding][its own tokens]`, padding masked, so the
 prefix never goes through the model again and positions stay those it was computed at.
+With `static_cache`, batches are decoded by `static_decode.StaticDecoder` (own loop over a
+preallocated cache, optionally compiled with CUDA graphs) instead of `generate`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -19,6 +22,9 @@ import torch
 from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest, Message
 from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.local_models import resolve_model
+from llavaforge.models.llm.static_decode import DecodeRow, StaticDecoder, TokenPicker, unsupported_reason
+
+log = logging.getLogger(__name__)
 
 COMPLETION_TURN = {"user": "### Notes\n{content}\n### Output\n", "assistant": "{content}\n\n"}
 COMPLETION_STOP = "\n### "
@@ -59,23 +65,35 @@ class HfGenerator:
     """A loaded model + tokenizer that turns batches of requests into generations."""
 
     def __init__(self, model, tokenizer, config: HfBackendConfig, max_new_tokens: int,
-                 sampling: SamplingConfig) -> None:
+                 sampling: SamplingConfig, batch_rows: int = 1) -> None:
+        """`batch_rows`: the usual batch size; the static cache is made for at least that many rows,
+        so partial batches reuse the full batches' compiled step."""
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
         self.chat = config.prompt_style == "chat" or (config.prompt_style == "auto" and bool(tokenizer.chat_template))
-        self.reuse_prefix = config.prefix_reuse and not config.static_cache
         self._prefix_caches: OrderedDict[str, tuple[list[int], Any]] = OrderedDict()
         self._cache_kwarg = _cache_kwarg()
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [tokenizer.eos_token_id])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.static_cache, self.compile = config.decoding(on_gpu=model.device.type == "cuda")
+        self.static = self._static_decoder(batch_rows) if self.static_cache else None
+        # generate's own static cache cannot take a prepared prefix
+        self.reuse_prefix = config.prefix_reuse and (self.static is not None or not self.static_cache)
+
+    def _static_decoder(self, batch_rows: int) -> Optional[StaticDecoder]:
+        reason = unsupported_reason(self.model)
+        if reason:
+            log.warning("hf backend: static_cache falls back to generate's static cache for this model (%s)", reason)
+            return None
+        return StaticDecoder(self.model, self.pad_id, self.eos_ids, compile=self.compile, rows=batch_rows)
 
     @classmethod
     def load(cls, model_name: str, config: HfBackendConfig, max_new_tokens: int,
-             sampling: SamplingConfig) -> "HfGenerator":
+             sampling: SamplingConfig, batch_rows: int = 1) -> "HfGenerator":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_model(model_name)
@@ -84,7 +102,7 @@ class HfGenerator:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
                                                      trust_remote_code=config.trust_remote_code)
-        return cls(model.to(device).eval(), tokenizer, config, max_new_tokens, sampling)
+        return cls(model.to(device).eval(), tokenizer, config, max_new_tokens, sampling, batch_rows)
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -151,11 +169,23 @@ class HfGenerator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if self.sampling.repetition_penalty != 1.0:
             kwargs["repetition_penalty"] = self.sampling.repetition_penalty
-        if self.config.static_cache:
+        if self.static_cache:
             kwargs["cache_implementation"] = "static"
-            if not self.config.compile:
+            if not self.compile:
                 kwargs["disable_compile"] = True
         return kwargs
+
+    def _decode_static(self, prompts: list[_Prompt]) -> list[Generation]:
+        prefixes = [self._prefix_kv(p.prefix) if p.prefix is not None else None for p in prompts]
+        rows = [DecodeRow(prefix[0] if prefix else [], prefix[1] if prefix else None, p.ids)
+                for p, prefix in zip(prompts, prefixes)]
+        sampling = self.sampling
+        pick = None
+        if sampling.temperature > 0 or sampling.repetition_penalty != 1.0:
+            pick = TokenPicker([row.prefix_ids + row.ids for row in rows], sampling.temperature, sampling.top_p,
+                               sampling.repetition_penalty, prompts[0].seed)
+        new_tokens = self.static.decode(rows, self.max_new_tokens, pick)
+        return [self._decode(len(row.prefix_ids) + len(row.ids), tokens) for row, tokens in zip(rows, new_tokens)]
 
     def _generate_batch(self, prompts: list[_Prompt]) -> list[Generation]:
         """One `generate` call for the whole batch. Each row is
@@ -192,14 +222,15 @@ class HfGenerator:
         """All requests in one batch: on small batches decoding is bound by reading the weights
         once per step, so one call for all beats one call per prefix."""
         prompts = [self._prompt(r) for r in requests]
-        return self._generate_batch(prompts)
+        return self._decode_static(prompts) if self.static else self._generate_batch(prompts)
 
 
 class HfLlmHandler(LlmHandler[HfGenerator]):
     backend = "hf"
 
     def load_model(self) -> HfGenerator:
-        return HfGenerator.load(self.model_name, self.config, self.max_new_tokens, self.sampling)
+        return HfGenerator.load(self.model_name, self.config, self.max_new_tokens, self.sampling,
+                                self.max_batch_size)
 
     def generate(self, model: HfGenerator, requests: Sequence[LlmRequest]) -> list[Generation]:
         return model.generate(requests)

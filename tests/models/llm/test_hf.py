@@ -65,9 +65,22 @@ def test_completion_style_for_base_models(requests_):
     assert all("\n### " not in g.text for g in gen.generate(requests_))
 
 
-def test_static_cache_path_runs_on_cpu(requests_):
-    results = generator(static_cache=True).generate(requests_[:2])
-    assert [g.tokens_out > 0 for g in results] == [True, True]
+@pytest.mark.parametrize("prefix_reuse", [True, False])
+def test_static_cache_decodes_exactly_what_generate_does(requests_, prefix_reuse):
+    expected = [g.text for g in generator(prefix_reuse=False).generate(requests_)]
+    static = generator(static_cache=True, prefix_reuse=prefix_reuse)
+    assert static.static is not None and static.reuse_prefix is prefix_reuse
+    assert [g.text for g in static.generate(requests_)] == expected  # three task prefixes, four rows
+    assert [g.text for g in static.generate(requests_[:1] * 3)] == expected[:1] * 3  # one shared prefix
+
+
+def test_decoding_defaults_follow_the_device():
+    assert HfBackendConfig().decoding(on_gpu=True) == (True, True)
+    assert HfBackendConfig().decoding(on_gpu=False) == (False, False)
+    assert HfBackendConfig(static_cache=True).decoding(on_gpu=False) == (True, False)
+    assert HfBackendConfig(compile=False).decoding(on_gpu=True) == (True, False)
+    with pytest.raises(ValueError, match="static cache"):
+        HfBackendConfig(static_cache=False, compile=True)
 
 
 def test_handler_runs_a_batch_through_the_beam_interface(requests_):

@@ -47,7 +47,7 @@ def test_tasks_without_a_model_and_unknown_presets_name_the_field():
     ({"synthesize.tasks": ["detail", "detail"]}, "synthesize.tasks"),
     ({"synthesize.task_weights": {"detail": -1}}, "synthesize.task_weights"),
     ({"synthesize.sampling.top_p": 0}, "synthesize.sampling.top_p"),
-    ({"synthesize.hf.compile": True}, "synthesize.hf"),
+    ({"synthesize.hf.compile": True, "synthesize.hf.static_cache": False}, "synthesize.hf"),
     ({"synthesize.openai.api_key_env": "sk-abc def"}, "synthesize.openai.api_key_env"),
     ({"synthesize.min_batch_size": 9, "synthesize.max_batch_size": 2}, "synthesize"),
     ({"synthesize.temprature": 1}, "synthesize.temprature"),
