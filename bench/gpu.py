@@ -196,7 +196,7 @@ def build_llm(folder: Path, smoke: bool) -> Path:
     return folder
 
 
-def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Path]) -> dict[str, Any]:
+def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Path], timeout: int) -> dict[str, Any]:
     """`llavaforge run` with every model role on the GPU: captioner, detector, tagger, LLM."""
     if importlib.util.find_spec("apache_beam") is None:
         return {"skipped": "apache_beam is not installed on this machine (carry its wheels to run this section)"}
@@ -230,7 +230,11 @@ def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Pat
            "--direct_running_mode=multi_threading", "--direct_num_workers=4"]
     finish = gpu_busy_sampler(device)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        finish()
+        return {"error": f"timed out after {timeout} s", "images": images}
     wall = time.perf_counter() - start
     busy, busy_active = finish()
     if done.returncode != 0:
@@ -276,7 +280,7 @@ def main() -> None:
                                         "--time-limit", "95"))
     section("vision", lambda: vision(device, args.smoke, folder))
     section("pipeline", lambda: pipeline(device, args.smoke, folder / "pipeline",
-                                         {"detector": folder / "detr", "tagger": folder / "clip"}))
+                                         {"detector": folder / "detr", "tagger": folder / "clip"}, 110))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     out.write_text(json.dumps(results, indent=2))
     print(f"total {results['total_seconds']} s; wrote {out}")
