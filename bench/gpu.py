@@ -206,6 +206,8 @@ def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Pat
 
     images = 32 if smoke else 2048
     folder.mkdir(parents=True, exist_ok=True)
+    if not all(path.exists() for path in vision_paths.values()):  # the vision section did not run
+        vision_paths = build_vision_models(folder, smoke)
     shards = build_shards(folder, images, 4 if smoke else 16, 512)
     build_captioner(folder / "blip", smoke)
     llm = build_llm(folder / "llm", smoke)
@@ -239,17 +241,23 @@ def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Pat
     busy, busy_active = finish()
     if done.returncode != 0:
         return {"error": done.stderr[-1500:]}
-    stats = json.loads((folder / "out" / "stats.json").read_text()) if (folder / "out" / "stats.json").exists() else {}
+    stats, metrics = ({} if not (folder / "out" / name).exists() else json.loads((folder / "out" / name).read_text())
+                      for name in ("stats.json", "metrics.json"))
     return {"images": images, "records_s": round(images / wall, 1), "wall_s": round(wall, 1), "gpu_busy": busy,
             "gpu_busy_after_first_use": busy_active,
-            "stats": {k: v for k, v in stats.items() if not isinstance(v, list)}}
+            "stats": {k: v for k, v in stats.items() if not isinstance(v, list)}, "model_metrics": metrics}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU: checks every section runs")
     parser.add_argument("--out", default="bench/results/gpu.json")
-    parser.add_argument("--sections", nargs="+", default=["hardware", "vision", "captioner", "llm", "pipeline"])
+    parser.add_argument("--sections", nargs="+", default=["hardware", "llm", "captioner", "vision", "pipeline"])
+    parser.add_argument("--llm-shapes", nargs="+", default=["qwen2.5-0.5b", "qwen2.5-7b"])
+    parser.add_argument("--llm-shape-budget-s", type=int, default=95,
+                        help="seconds per LLM shape before its remaining measures are skipped")
+    parser.add_argument("--captioner-time-limit-s", type=int, default=95,
+                        help="seconds after which no further captioner variant starts")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     if device == "cpu" and not args.smoke:
@@ -275,9 +283,13 @@ def main() -> None:
 
     # The largest targets first; every script section has its own time limit (about 8 minutes in all).
     section("hardware", lambda: hardware(device, args.smoke))
-    section("llm", lambda: script("gpu_llm.py", args.smoke, folder / "llm.json", 230, "--shape-budget-s", "95"))
-    section("captioner", lambda: script("gpu_annotate.py", args.smoke, folder / "captioner.json", 125,
-                                        "--time-limit", "95"))
+    llm_budget = args.llm_shape_budget_s
+    section("llm", lambda: script("gpu_llm.py", args.smoke, folder / "llm.json",
+                                  20 + len(args.llm_shapes) * (llm_budget + 12),
+                                  "--shape-budget-s", str(llm_budget), "--shapes", *args.llm_shapes))
+    captioner_limit = args.captioner_time_limit_s
+    section("captioner", lambda: script("gpu_annotate.py", args.smoke, folder / "captioner.json", captioner_limit + 30,
+                                        "--time-limit", str(captioner_limit)))
     section("vision", lambda: vision(device, args.smoke, folder))
     section("pipeline", lambda: pipeline(device, args.smoke, folder / "pipeline",
                                          {"detector": folder / "detr", "tagger": folder / "clip"}, 110))

@@ -3,11 +3,12 @@
 Ways to caption the same JPEG images with the same weights:
   naive     fp32, `generate` one image at a time (decode + preprocess included)
   plain     bf16, `generate` on batches of --batch preprocessed images (GPU work only): the baseline
-  handler variants: llavaforge's CaptionerHandler, bf16, JPEG decode + preprocessing + generate included
-    handler_b{batch}                    batches of --batch
-    handler_b{big_batch}_compiled       batches of --big-batch, `compile_vision` (run before the next one:
-                                        it is the variant aimed at >= 2x plain)
-    handler_b{batch}_compiled           batches of --batch, `compile_vision`
+  handler variants: llavaforge's CaptionerHandler, bf16, JPEG decode + preprocessing included
+    handler_b{batch}_generate             batches of --batch, transformers' `generate` (static_decode off)
+    handler_b{batch}                      batches of --batch, llavaforge's greedy loop (static caches,
+                                          one-token step compiled with CUDA graphs): the cuda default
+    handler_b{big_batch}                  the same at --big-batch
+    handler_b{big_batch}_compiled_vision  the same with the image encoder compiled too
 Each variant runs one untimed warm-up batch first (compilation happens there; its time is
 recorded as warmup_s), records whether its batches were decoded on the GPU (nvjpeg) or fell
 back to PIL, and its error if it failed; the JSON is rewritten after every step, so a run cut
@@ -15,10 +16,10 @@ short keeps what it measured. Prints images/s and ratios against plain and naive
 
 The model is built from its config (random weights: speed depends on shapes, not values),
 saved once to a temporary folder and loaded by the handler through from_pretrained, like a
-hub model. Compiled variants load it through a second path: `load_shared` keeps one model
-per (kind, model, device, dtype), and the eager variant must stay eager.
+hub model. Each variant also reports the share of its first batch's captions equal to the
+first variant's (`generate`), so a faster path that captions differently shows up.
 
-    python bench/gpu_annotate.py                 # one H100: BLIP-base shape, 384 px; about 150 s
+    python bench/gpu_annotate.py                 # one H100: BLIP-base shape, 384 px; about 100 s
     python bench/gpu_annotate.py --smoke         # any CPU: tiny shapes, a few images, no compile
 """
 
@@ -126,19 +127,22 @@ def gpu_vs_pil_pixels(handler: CaptionerHandler, model, records: list[ImageRecor
 
 
 def run_variant(name: str, folder: Path, records: list[ImageRecord], batch: int, compile_vision: bool,
-                args, device: str) -> dict[str, Any]:
+                static_decode: bool, args, device: str) -> tuple[dict[str, Any], list[str]]:
+    """The variant's numbers, and its captions of the first batch (to compare the variants' output)."""
     config = CaptionerConfig(
         model=str(folder), kind="blip", device=device, dtype="fp32" if args.smoke else "bf16",
-        min_batch_size=batch, max_batch_size=batch, max_new_tokens=args.new_tokens, compile_vision=compile_vision)
+        min_batch_size=batch, max_batch_size=batch, max_new_tokens=args.new_tokens, compile_vision=compile_vision,
+        static_decode=static_decode)
     handler = CaptionerHandler(config)
     model = handler.load_model()
-    result: dict[str, Any] = {"batch": batch, "compile_vision": compile_vision,
+    result: dict[str, Any] = {"batch": batch, "compile_vision": compile_vision, "static_decode": static_decode,
                               "image_processor": type(getattr(model.processor, "image_processor", None)).__name__,
                               "torchvision_backed_processor": is_torchvision_backed(model.processor),
                               "gpu_decode_eligible": handler.decodes_on_gpu(records[:batch], model)}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    result["warmup_s"] = round(timed(lambda: handler.run_inference(records[:batch], model), device), 2)
+    first: list = []
+    result["warmup_s"] = round(timed(lambda: first.extend(handler.run_inference(records[:batch], model)), device), 2)
     warmup_counts = dict(handler.decode_counts)
     batches = max(1, len(records) // batch)
 
@@ -155,9 +159,9 @@ def run_variant(name: str, folder: Path, records: list[ImageRecord], batch: int,
         result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     if compile_vision:
         result["compile"] = inductor_counters()
-    if name == f"handler_b{args.batch}":
+    if not static_decode and not compile_vision:
         result["gpu_vs_pil_pixels_max_abs_diff"] = gpu_vs_pil_pixels(handler, model, records[:8])
-    return result
+    return result, [r.inference[0].text for r in first]
 
 
 def main() -> None:
@@ -237,18 +241,24 @@ def main() -> None:
     write()
 
     # llavaforge's handler: decode + preprocess + generate, through from_pretrained
-    plan = [(f"handler_b{args.batch}", folder, args.images, args.batch, False),
-            (f"handler_b{args.big_batch}_compiled", folder, args.big_images, args.big_batch, True),
-            (f"handler_b{args.batch}_compiled", folder, args.images, args.batch, True)]
-    for name, path, n_images, batch, compile_vision in plan:
+    # (name, images, batch, compile_vision, static_decode); the first is the reference for caption agreement
+    plan = [(f"handler_b{args.batch}_generate", args.images, args.batch, False, False),
+            (f"handler_b{args.batch}", args.images, args.batch, False, True),
+            (f"handler_b{args.big_batch}", args.big_images, args.big_batch, False, True),
+            (f"handler_b{args.big_batch}_compiled_vision", args.big_images, args.big_batch, True, True)]
+    reference: list[str] = []
+    for name, n_images, batch, compile_vision, static_decode in plan:
         if time.perf_counter() - started > args.time_limit:
             variants[name] = {"skipped": f"time limit {args.time_limit:.0f} s reached"}
             write()
             continue
         try:
             # smoke keeps compile off: CPU inductor would take most of a minute for nothing measured
-            variants[name] = run_variant(name, path, records[:n_images], batch, compile_vision and not args.smoke,
-                                         args, device)
+            variants[name], first = run_variant(name, folder, records[:n_images], batch,
+                                                compile_vision and not args.smoke, static_decode, args, device)
+            reference = reference or first
+            shared = min(len(first), len(reference))
+            variants[name]["captions_equal_reference"] = sum(a == b for a, b in zip(first, reference)) / shared
             results[name] = variants[name]["images_per_s"]
             ratios[f"{name}_vs_plain_b{args.batch}"] = results[name] / results["plain_batched_generate"]
             ratios[f"{name}_vs_naive"] = results[name] / results["naive_fp32_batch1"]

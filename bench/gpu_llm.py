@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -89,16 +90,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(device: str, fn: Callable[[], int]) -> tuple[int, float]:
+def timed(device: str, fn: Callable[[], tuple[int, list[str]]]) -> tuple[int, list[str], float]:
     sync(device)
     start = time.perf_counter()
-    tokens = fn()
+    tokens, texts = fn()
     sync(device)
-    return tokens, time.perf_counter() - start
+    return tokens, texts, time.perf_counter() - start
 
 
-def naive(gen: HfGenerator, requests: list[LlmRequest]) -> int:
-    tokens = 0
+def agreement(texts: list[str], reference: list[str]) -> dict[str, float]:
+    """How far each text matches the reference's (same requests): share equal, mean leading share equal."""
+    pairs = list(zip(texts, reference))
+    leading = [len(os.path.commonprefix([a, b])) / max(1, len(b)) for a, b in pairs]
+    return {"texts_equal_plain": round(sum(a == b for a, b in pairs) / len(pairs), 3),
+            "leading_chars_equal_plain": round(sum(leading) / len(leading), 3)}
+
+
+def naive(gen: HfGenerator, requests: list[LlmRequest]) -> tuple[int, list[str]]:
+    tokens, texts = 0, []
     for r in requests:
         ids = gen.tokenizer(gen.render(r.messages), add_special_tokens=False, return_tensors="pt").input_ids
         ids = ids.to(gen.model.device)
@@ -106,21 +115,24 @@ def naive(gen: HfGenerator, requests: list[LlmRequest]) -> int:
             out = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=gen.max_new_tokens,
                                      do_sample=False, pad_token_id=0)
         tokens += out.shape[1] - ids.shape[1]
-    return tokens
+        texts.append(gen._decode(0, out[0, ids.shape[1]:].tolist()).text)
+    return tokens, texts
 
 
-def plain(gen: HfGenerator, requests: list[LlmRequest]) -> int:
+def plain(gen: HfGenerator, requests: list[LlmRequest]) -> tuple[int, list[str]]:
     tokenizer = gen.tokenizer
     tokenizer.padding_side = "left"
     batch = tokenizer([gen.render(r.messages) for r in requests], add_special_tokens=False, padding=True,
                       return_tensors="pt").to(gen.model.device)
     with torch.inference_mode():
         out = gen.model.generate(**batch, max_new_tokens=gen.max_new_tokens, do_sample=False, pad_token_id=0)
-    return (out.shape[1] - batch.input_ids.shape[1]) * len(requests)
+    new_tokens = out[:, batch.input_ids.shape[1]:].tolist()
+    return len(new_tokens[0]) * len(requests), [gen._decode(0, t).text for t in new_tokens]
 
 
-def backend(gen: HfGenerator, requests: list[LlmRequest]) -> int:
-    return sum(g.tokens_out for g in gen.generate(requests))
+def backend(gen: HfGenerator, requests: list[LlmRequest]) -> tuple[int, list[str]]:
+    generations = gen.generate(requests)
+    return sum(g.tokens_out for g in generations), [g.text for g in generations]
 
 
 def run_shape(name: str, shape: dict[str, Any], args, device: str, tokenizer, record: Callable) -> None:
@@ -165,14 +177,17 @@ def run_shape(name: str, shape: dict[str, Any], args, device: str, tokenizer, re
         ("naive_batch1", lambda: stock(static_cache=False, prefix_reuse=False), naive, requests[: args.naive_prompts]),
     ]
     started = time.perf_counter()
+    reference: list[str] = []  # plain generate's texts: each other method's texts are compared with them
     for label, make, fn, batch in measures:
         if time.perf_counter() - started > args.shape_budget_s:
             record(name, label, {"skipped": f"shape time budget of {args.shape_budget_s} s spent"})
             continue
         try:
             gen = make()
-            tokens, seconds = timed(device, lambda: fn(gen, batch))
-            record(name, label, {"tokens": tokens, "seconds": round(seconds, 2), "tok_s": round(tokens / seconds, 1)})
+            tokens, texts, seconds = timed(device, lambda: fn(gen, batch))
+            reference = reference or texts
+            record(name, label, {"tokens": tokens, "seconds": round(seconds, 2), "tok_s": round(tokens / seconds, 1),
+                                 **agreement(texts, reference)})
         except Exception as e:  # noqa: BLE001 -- one failed measure must not lose the others
             record(name, label, {"error": f"{type(e).__name__}: {e}"[:800]})
     del model, compiled

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 import transformers as tf
 
+from llavaforge.models.caption_decode import BlipGreedyDecoder, supports_greedy_decoder
 from llavaforge.models.config import CaptionerConfig
 from llavaforge.models.handler import DecodedImage, VisionModelHandler, processor_image_kwargs
 from llavaforge.models.loading import LoadedModel, hf_loaded
@@ -91,9 +92,25 @@ class CaptionerHandler(VisionModelHandler):
         prompt = (self.config.prompt or "").strip().lower()
         return [_strip_prompt(t.strip(), prompt) for t in texts]
 
+    def _greedy_decoder(self, model: LoadedModel) -> Optional[BlipGreedyDecoder]:
+        """The model's own-loop decoder for this configuration (made once), or None to use generate."""
+        if not self.config.uses_static_decode:
+            return None
+        if not supports_greedy_decoder(model.model):
+            raise ValueError(f"static_decode: {type(model.model).__name__} is not a BLIP-style captioner")
+        key = ("greedy_decoder", self.config.max_new_tokens, self.config.max_batch_size)
+        if key not in model.derived:
+            model.derived[key] = BlipGreedyDecoder(model.model, self.config.max_new_tokens,
+                                                   compile=model.device.type == "cuda", rows=self.config.max_batch_size)
+        return model.derived[key]
+
     def annotate(self, images: list[DecodedImage], model: LoadedModel) -> list[list[Caption]]:
         inputs = self._inputs(images, model)
-        generated = model.model.generate(**inputs, **self._generate_kwargs())
+        decoder = self._greedy_decoder(model)
+        if decoder is not None:
+            generated = decoder.caption_ids(inputs["pixel_values"])
+        else:
+            generated = model.model.generate(**inputs, **self._generate_kwargs())
         texts = self._texts(generated, inputs, model)
         n = self.config.num_captions
         per_image = [texts[i * n:(i + 1) * n] for i in range(len(images))]

@@ -32,10 +32,11 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from llavaforge.models.decoding import batch_bucket, bucket, cache_argument, compile_step, decode_loop
+
 GROUPED_SDPA = "llavaforge_grouped_sdpa"
 LENGTH_BUCKET = 256  # cache lengths are rounded up to this: fewer distinct compiled shapes
 PREFILL_TOKENS = 65536  # tokens per prefill forward (rows x chunk): bounds activation memory
-FINISHED_CHECK_EVERY = 16  # decoding steps between checks that every row has ended (a GPU sync)
 
 KvPerLayer = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, kv heads, length, head dim]
 
@@ -85,20 +86,6 @@ def unsupported_reason(model) -> Optional[str]:
     return None
 
 
-def cache_argument(model) -> str:
-    """The forward's name for the KV cache (`cache` in newer transformers)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def bucket(n: int, size: int) -> int:
-    return -(-n // size) * size
-
-
-def batch_bucket(n: int) -> int:
-    """Rows rounded up to a power of two, so few batch shapes need compiling."""
-    return 1 << max(0, n - 1).bit_length()
-
-
 class StaticDecoder:
     """Decodes batches of rows over one reused `StaticCache`; returns new token ids per row."""
 
@@ -111,8 +98,7 @@ class StaticDecoder:
         self.cache_argument = cache_argument(model)
         self._cache = None
         self._cache_shape: tuple[int, int] = (batch_bucket(rows), 0)
-        self._step: Callable = torch.compile(self._forward_step, mode="reduce-overhead", dynamic=False) \
-            if compile else self._forward_step
+        self._step: Callable = compile_step(self._forward_step, compile)
         self.compiled = compile
         self._lock = threading.Lock()  # Beam shares one loaded model across a worker's threads; the cache is one
 
@@ -202,25 +188,16 @@ class StaticDecoder:
                 self._fill_prefixes(cache, rows, prefix_width, padded_rows)
             greedy = pick is None
             logits = self._prefill(ids, valid, positions, prefix_width, cache)
-            token = logits.argmax(dim=-1) if greedy else pick(logits.float(), 0)
+            first = logits.argmax(dim=-1) if greedy else pick(logits.float(), 0)
             next_position = valid.sum(dim=1, keepdim=True)
             column = prefix_width + width
-            out = torch.full((padded_rows, max_new_tokens), self.pad_id, dtype=torch.long, device=valid.device)
-            finished = torch.zeros(padded_rows, dtype=torch.bool, device=valid.device)
-            for step in range(max_new_tokens):
-                token = torch.where(finished, self.pad_id, token)
-                out[:, step] = token
-                finished |= torch.isin(token, self.eos_ids)
-                if step == max_new_tokens - 1 or (step % FINISHED_CHECK_EVERY == FINISHED_CHECK_EVERY - 1
-                                                  and bool(finished.all())):
-                    break
-                valid[:, column] = True
-                if self.compiled:
-                    torch.compiler.cudagraph_mark_step_begin()
-                result = self._step(token[:, None], next_position, valid, cache, greedy).clone()
-                token = result if greedy else pick(result, step + 1)
-                next_position += 1
-                column += 1
+
+            def step(token: torch.Tensor, index: int) -> torch.Tensor:
+                valid[:, column + index - 1] = True
+                result = self._step(token[:, None], next_position + index - 1, valid, cache, greedy)
+                return result if greedy else pick(result, index)
+
+            out = decode_loop(first, step, max_new_tokens, self.eos_ids, self.pad_id, self.compiled)
             return out[:len(rows)].tolist()
 
 
