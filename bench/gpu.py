@@ -190,9 +190,10 @@ def build_llm(folder: Path, smoke: bool) -> Path:
     from llavaforge.models.llm.local_models import build_tiny_tokenizer
 
     shape = SMOKE_SHAPE if smoke else SHAPES["qwen2.5-0.5b"]
-    model = build_model(shape, "cpu", torch.float32 if smoke else torch.bfloat16)
+    tokenizer = build_tiny_tokenizer()
+    model = build_model(shape, "cpu", torch.float32 if smoke else torch.bfloat16, len(tokenizer))
     model.save_pretrained(folder)
-    build_tiny_tokenizer().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 
@@ -228,8 +229,7 @@ def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Pat
         role.update(device=device, dtype="fp32" if device == "cpu" else "bf16")
     (folder / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
     cmd = [sys.executable, "-m", "llavaforge.cli", "-q", "run", *[a for s in shards for a in ("--input", s)],
-           "--output", str(folder / "out"), "--recipe", str(folder / "recipe.yaml"),
-           "--direct_running_mode=multi_threading", "--direct_num_workers=4"]
+           "--output", str(folder / "out"), "--recipe", str(folder / "recipe.yaml")]
     finish = gpu_busy_sampler(device)
     start = time.perf_counter()
     try:

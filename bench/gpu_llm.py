@@ -47,13 +47,17 @@ SMOKE_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, n
                    num_key_value_heads=2, vocab_size=2048, tie_word_embeddings=True)
 
 
-def build_model(shape: dict[str, Any], device: str, dtype: torch.dtype):
+def build_model(shape: dict[str, Any], device: str, dtype: torch.dtype, tokenizer_size: int):
+    """Random weights; output rows past the tokenizer's vocabulary zeroed, so greedy decoding
+    only picks tokens that decode to text (and the methods' texts can be compared)."""
     config = tf.Qwen2Config(max_position_embeddings=32768, **shape)
     torch.manual_seed(0)
     with torch.device(device):
         model = tf.AutoModelForCausalLM.from_config(config, dtype=dtype)
-    # Random weights never stop by themselves; an unreachable EOS makes every row generate
-    # exactly the requested tokens, so every method does the same work.
+    with torch.no_grad():
+        model.get_output_embeddings().weight[tokenizer_size:] = 0
+    # Random weights never stop by themselves; an unreachable EOS (a zeroed row) makes every
+    # row generate exactly the requested tokens, so every method does the same work.
     model.generation_config.eos_token_id = shape["vocab_size"] - 1
     model.generation_config.pad_token_id = 0
     return model.eval()
@@ -137,7 +141,7 @@ def backend(gen: HfGenerator, requests: list[LlmRequest]) -> tuple[int, list[str
 
 def run_shape(name: str, shape: dict[str, Any], args, device: str, tokenizer, record: Callable) -> None:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = build_model(shape, device, dtype)
+    model = build_model(shape, device, dtype, len(tokenizer))
     sampling = SamplingConfig()
     requests = make_requests(tokenizer, max(args.batch, args.plain_batch), args.prompt_tokens, args.suffix_tokens)
     record(name, "prompt_tokens", chat_tokens(tokenizer, list(requests[0].messages)))

@@ -18,6 +18,7 @@ logging.getLogger().addFilter(lambda record: "apitools not found" not in record.
 
 from llavaforge.recipe import RecipeError, load_recipe, parse_override, recipe_reference  # noqa: E402
 from llavaforge.runners.metrics import format_model_metrics  # noqa: E402
+from llavaforge.runners.options import RunnerOptionError  # noqa: E402
 from llavaforge.transforms.read import InputError  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -211,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command in BEAM_COMMANDS:
             return BEAM_COMMANDS[args.command](args, beam_args)
         return COMMANDS[args.command](args)
-    except (RecipeError, InputError, UsageError) as e:
+    except (RecipeError, InputError, UsageError, RunnerOptionError) as e:
         print(f"llavaforge: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except Exception:  # noqa: BLE001 -- the run failed: say so with the traceback, exit 1

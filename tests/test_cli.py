@@ -118,6 +118,15 @@ def test_multiprocessing_gives_the_same_keys_and_counts(shards, tmp_path):
     assert verify(str(multi)).ok
 
 
+def test_multithreaded_direct_runner_is_refused_before_the_output_is_touched(shards, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(shards, out) == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert run_cli(shards, out, "--direct_running_mode=multi_threading") == 2
+    assert "loses elements" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and verify(str(out)).ok
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--input", "/nonexistent/*.tar", "--output", "/tmp/x"], "matches no shard"),
     (["run", "--input", "x", "--output", "/tmp/x", "--set", "decode.min_side=-1"], "decode.min_side"),

@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 import fsspec
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from llavaforge import __version__
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.recipe import Recipe
 from llavaforge.runners.metrics import model_metrics
+from llavaforge.runners.options import pipeline_options, share_cores_between_workers
 from llavaforge.transforms.read import match_inputs
 from llavaforge.transforms.write import METRICS_FILE, STATS_FILE, clear_output, join
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-
-
-def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    options = PipelineOptions(list(beam_args))
-    standard = options.view_as(StandardOptions)
-    if not standard.runner:
-        # Prism, Beam's default local runner, downloads a binary at start: keep runs offline.
-        standard.runner = "DirectRunner"
-    return options
-
-
-def share_cores_between_workers(options: PipelineOptions) -> None:
-    """Give each local worker process its share of the cores for torch/OpenMP threads.
-
-    Every process would otherwise start one thread per core: N workers on N cores then
-    oversubscribe the machine and run slower than one process. Workers inherit the
-    environment; a value the user set is kept."""
-    direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
-        threads = max(1, (os.cpu_count() or 1) // direct.direct_num_workers)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 def read_stats(output: str) -> dict[str, Any]:
@@ -55,6 +33,7 @@ def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[
         published_keys: Optional[list[str]] = None) -> dict[str, Any]:
     """Match inputs, clear the output prefix, run to completion; returns stats.json.
     `published_keys`: see `build_pipeline`."""
+    options = pipeline_options(beam_args)  # refused options fail before anything is touched
     shard_urls = shard_urls if shard_urls is not None else match_inputs(inputs, recipe.read)
     run_info = {
         "llavaforge_version": __version__,
@@ -66,7 +45,6 @@ def run(recipe: Recipe, inputs: Sequence[str], output: str, beam_args: Sequence[
         "started_at": time.time(),
     }
     clear_output(output)
-    options = pipeline_options(beam_args)
     share_cores_between_workers(options)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, recipe, shard_urls, output, run_info, published_keys)
