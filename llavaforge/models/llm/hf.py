@@ -22,7 +22,8 @@ import torch
 from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest, Message
 from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.local_models import resolve_model
-from llavaforge.models.llm.static_decode import DecodeRow, StaticDecoder, TokenPicker, unsupported_reason
+from llavaforge.models.llm.static_decode import (DecodeRow, StaticDecoder, TokenPicker, stacked_prefix_kv,
+                                                  unsupported_reason)
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +147,8 @@ class HfGenerator:
             cache = DynamicCache(config=self.model.config)
         except TypeError:  # older transformers: no config argument
             cache = DynamicCache()
-        reference = next(kv for kv in kvs if kv is not None)
-        for layer, (ref_k, ref_v) in enumerate(reference):
-            keys, values = [], []
-            for kv in kvs:
-                k, v = kv[layer] if kv is not None else (ref_k[..., :0, :], ref_v[..., :0, :])
-                pad = width - k.shape[-2]
-                keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
-                values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
-            cache.update(torch.cat(keys), torch.cat(values), layer)
+        for layer, keys, values in stacked_prefix_kv(kvs, width, len(kvs)):
+            cache.update(keys, values, layer)
         return cache
 
     # -- generation ------------------------------------------------------------------------

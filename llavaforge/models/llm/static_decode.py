@@ -48,6 +48,21 @@ class DecodeRow:
     ids: list[int]  # the row's own tokens after the prefix
 
 
+def stacked_prefix_kv(kvs: list[Optional[KvPerLayer]], width: int, rows: int):
+    """Per layer (index, keys, values) for a batch: each row's prefix KV left-padded with zeros
+    to `width` (a row without a prefix is all padding); rows past `kvs` repeat the first row."""
+    reference = next(kv for kv in kvs if kv is not None)
+    shared = all(kv is reference for kv in kvs)
+    for layer, (ref_k, ref_v) in enumerate(reference):
+        if shared:  # one prefix for every row: a view, no copy
+            yield layer, ref_k.expand(rows, -1, -1, -1), ref_v.expand(rows, -1, -1, -1)
+            continue
+        per_row = [kv[layer] if kv is not None else (ref_k[..., :0, :], ref_v[..., :0, :]) for kv in kvs]
+        per_row += [per_row[0]] * (rows - len(kvs))
+        yield (layer, torch.cat([F.pad(k, (0, 0, width - k.shape[-2], 0)) for k, _ in per_row]),
+               torch.cat([F.pad(v, (0, 0, width - v.shape[-2], 0)) for _, v in per_row]))
+
+
 def grouped_sdpa(module, query, key, value, attention_mask, **kwargs):
     """transformers attention function: SDPA that, for one query token, treats the query heads
     sharing a key/value head as that head's query rows, so the cache is read once per KV head."""
@@ -119,24 +134,11 @@ class StaticDecoder:
 
     def _fill_prefixes(self, cache, rows: list[DecodeRow], width: int, padded_rows: int) -> None:
         """Writes each row's prefix KV into cache positions [width - len(prefix), width)."""
-        reference = next(row.prefix_kv for row in rows if row.prefix_kv is not None)
-        shared = all(row.prefix_kv is reference for row in rows)
-        for layer, (ref_k, ref_v) in enumerate(reference):
-            if shared:
-                keys = ref_k.expand(padded_rows, -1, -1, -1)
-                values = ref_v.expand(padded_rows, -1, -1, -1)
-            else:
-                per_row = [row.prefix_kv[layer] if row.prefix_kv is not None else (ref_k[..., :0, :], ref_v[..., :0, :])
-                           for row in rows]
-                per_row += [per_row[0]] * (padded_rows - len(rows))
-                keys = torch.cat([F.pad(k, (0, 0, width - k.shape[-2], 0)) for k, _ in per_row])
-                values = torch.cat([F.pad(v, (0, 0, width - v.shape[-2], 0)) for _, v in per_row])
+        for layer, keys, values in stacked_prefix_kv([row.prefix_kv for row in rows], width, padded_rows):
             cache.update(keys, values, layer)
 
-    def _layout(self, rows: list[DecodeRow], padded_rows: int, length: int):
-        """(own-token ids [rows, width], valid mask [rows, length], prefix width, own width)."""
-        prefix_width = max(len(row.prefix_ids) for row in rows)
-        width = max(len(row.ids) for row in rows)
+    def _layout(self, rows: list[DecodeRow], padded_rows: int, length: int, prefix_width: int, width: int):
+        """(own-token ids [rows, width], valid mask [rows, length])."""
         ids = torch.full((padded_rows, width), self.pad_id, dtype=torch.long)
         valid = torch.zeros(padded_rows, length, dtype=torch.bool)
         for i in range(padded_rows):
@@ -145,7 +147,7 @@ class StaticDecoder:
             valid[i, prefix_width - len(row.prefix_ids):prefix_width] = True
             valid[i, prefix_width + width - len(row.ids):prefix_width + width] = True
         device = self.model.device
-        return ids.to(device), valid.to(device), prefix_width, width
+        return ids.to(device), valid.to(device)
 
     # -- model calls ----------------------------------------------------------------------------
 
@@ -179,10 +181,11 @@ class StaticDecoder:
         chooses tokens from float logits; None decodes greedily inside the (compiled) step."""
         with self._lock, torch.inference_mode():
             prefix_width = max(len(row.prefix_ids) for row in rows)
-            length = bucket(prefix_width + max(len(row.ids) for row in rows) + max_new_tokens, LENGTH_BUCKET)
-            cache = self._fresh_cache(batch_bucket(len(rows)), length)
+            width = max(len(row.ids) for row in rows)
+            cache = self._fresh_cache(batch_bucket(len(rows)), bucket(prefix_width + width + max_new_tokens,
+                                                                      LENGTH_BUCKET))
             padded_rows, length = self._cache_shape
-            ids, valid, prefix_width, width = self._layout(rows, padded_rows, length)
+            ids, valid = self._layout(rows, padded_rows, length, prefix_width, width)
             positions = (valid.cumsum(dim=1) - 1).clamp(min=0)
             if prefix_width:
                 self._fill_prefixes(cache, rows, prefix_width, padded_rows)

@@ -36,6 +36,8 @@ def test_prefix_reuse_gives_the_same_greedy_output_as_full_prompts(requests_):
     assert [g.text for g in reused] == [g.text for g in plain]
     assert [g.tokens_in for g in reused] == [g.tokens_in for g in plain]
     assert len(reused_generator._prefix_caches) == 3  # one per task prefix
+    same_task = [requests_[0], requests_[2]]  # one shared prefix: placed in every row as a view
+    assert [g.text for g in reused_generator.generate(same_task)] == [plain[0].text, plain[2].text]
     assert len({g.text for g in plain}) > 1  # different prompts, different gibberish
 
 
