@@ -23,14 +23,14 @@ import transformers
 from PIL import Image
 
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import CaptionerConfig, DetectorConfig, TaggerConfig
+from llavaforge.config.annotate import CaptionerConfig, DetectorConfig, TaggerConfig
 from llavaforge.models.detector import DetectorHandler
-from llavaforge.models.presets import VISION_PRESETS
+from llavaforge.config.presets import PRESETS
 from llavaforge.models.tagger import TaggerHandler
 from llavaforge.schemas.record import ImageInfo, ImageRecord, Source, content_key
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sample-000.tar"
-TINY = VISION_PRESETS["tiny"].roles
+TINY = PRESETS["tiny"].roles
 
 
 def sample_records(n: int) -> list[ImageRecord]:
@@ -70,7 +70,7 @@ def main() -> None:
         "tiny captioner (BLIP)": CaptionerHandler(CaptionerConfig(**TINY["captioner"].config)),
         "tiny detector (RT-DETR)": DetectorHandler(DetectorConfig(**TINY["detector"].config)),
         "tiny tagger (CLIP)": TaggerHandler(TaggerConfig(**TINY["tagger"].config)),
-        "offline tagger (EfficientNet-Lite0)": TaggerHandler(TaggerConfig(**VISION_PRESETS["offline"].roles["tagger"].config)),
+        "offline tagger (EfficientNet-Lite0)": TaggerHandler(TaggerConfig(**PRESETS["offline"].roles["tagger"].config)),
     }
     records = sample_records(args.images)
     results = {}

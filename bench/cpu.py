@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -65,10 +66,8 @@ def chunks(items: list, size: int):
 def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
     """Every stage's own functions, called in order in this process; seconds per stage."""
     from llavaforge.models.llm.backends import make_llm_handler
-    from llavaforge.models.llm.presets import effective_synthesize_config
-    from llavaforge.models.presets import effective_annotate_config
     from llavaforge.prompts.library import load_library
-    from llavaforge.recipe import load_recipe
+    from llavaforge.config.recipe import load_recipe
     from llavaforge.schemas.record import Conversation, Reject
     from llavaforge.transforms.annotate import make_handler, with_annotations, with_source_captions
     from llavaforge.transforms.check import _CheckFn
@@ -76,12 +75,12 @@ def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
     from llavaforge.transforms.dedup import choose_kept, duplicate_reject
     from llavaforge.transforms.read import ReadShardFn
     from llavaforge.transforms.synthesize import outcome, plan_requests
-    from llavaforge.transforms.write import clear_output, shard_count, shard_of, write_image_shard, write_reject_shard
+    from llavaforge.transforms.write import shard_count, shard_of, write_image_shard, write_reject_shard
 
     recipe = load_recipe(None, overrides)
     seconds: dict[str, float] = defaultdict(float)
     rejects: list[Reject] = []
-    clear_output(output)
+    os.makedirs(output, exist_ok=False)  # a fresh folder per measurement
 
     def timed(stage, fn, *args):
         start = time.perf_counter()
@@ -112,7 +111,7 @@ def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
 
     def annotate(found):
         found = [with_source_captions(r) for r in found]
-        for role, config in effective_annotate_config(recipe.annotate, recipe.preset).active_roles():
+        for role, config in recipe.annotate.active_roles():
             handler = make_handler(role, config)
             model = handler.load_model()
             found = [with_annotations(res.example, role, res.inference)
@@ -122,7 +121,7 @@ def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
 
     records = timed("annotate", annotate, records)
 
-    synth = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    synth = recipe.synthesize
     if synth.enabled:
         def synthesize(found):
             library = load_library(synth.prompts_dir)
@@ -192,7 +191,9 @@ def run_variant(name: str, shards: list[str], output: str, overrides: dict) -> d
     if name == "loop":
         result.update(json.loads(done.stdout.strip().splitlines()[-1]))
     else:
-        stats = json.loads(Path(output, "stats.json").read_text())
+        from llavaforge.jobs.ledger import published_run_dir
+
+        stats = json.loads(Path(published_run_dir(output), "stats.json").read_text())
         result.update(inputs=stats["inputs"], images_written=stats["images_written"])
     return result
 

@@ -112,7 +112,7 @@ def build_vision_models(folder: Path, smoke: bool) -> dict[str, Path]:
 
 
 def vision(device: str, smoke: bool, folder: Path) -> dict[str, Any]:
-    from llavaforge.models.config import DetectorConfig, TaggerConfig
+    from llavaforge.config.annotate import DetectorConfig, TaggerConfig
     from llavaforge.models.detector import DetectorHandler
     from llavaforge.models.tagger import TaggerHandler
 

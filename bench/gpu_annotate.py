@@ -41,7 +41,7 @@ import transformers as tf
 from PIL import Image
 
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import CaptionerConfig
+from llavaforge.config.annotate import CaptionerConfig
 from llavaforge.models.handler import decode_batch, decode_batch_on, is_torchvision_backed, processor_image_kwargs
 from llavaforge.schemas.record import ImageInfo, ImageRecord, Source, content_key
 

@@ -32,7 +32,7 @@ import torch
 import transformers as tf
 
 from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.hf import HfGenerator
 from llavaforge.models.llm.local_models import build_tiny_tokenizer
 from llavaforge.prompts.library import load_library

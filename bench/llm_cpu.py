@@ -21,7 +21,7 @@ import torch
 import transformers
 
 from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.hf import HfGenerator
 from llavaforge.prompts.library import load_library
 

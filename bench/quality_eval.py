@@ -16,7 +16,7 @@ from typing import Any
 
 from llavaforge.quality.checker import ConversationChecker
 from llavaforge.schemas.record import Annotations, Caption, Conversation, DetectedObject, OcrText, Tag, Turn
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.config.check import CheckConfig
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 EVAL_SET = DATA / "quality_eval.jsonl"

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from llavaforge.recipe import Recipe
+from llavaforge.config.recipe import Recipe
 from llavaforge.schemas.record import Annotations, ImageInfo, ImageRecord, Source
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -64,3 +64,10 @@ def make_record(key: str = "0" * 32, seed: int = 0, member: str = "a.jpg", url: 
 @pytest.fixture
 def recipe() -> Recipe:
     return Recipe()
+
+
+def published_dir(prefix) -> Path:
+    """The run folder a local `run` output prefix publishes now."""
+    from llavaforge.jobs.ledger import published_run_dir
+
+    return Path(published_run_dir(str(prefix)))

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llavaforge.cli import main
-from llavaforge.verify import verify
-from tests.conftest import image_bytes, write_parquet, write_tar
+from llavaforge.jobs.verify import verify
+from tests.conftest import image_bytes, published_dir, write_parquet, write_tar
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def run_cli(shards, output, *extra):
 
 def keys_of(output):
     keys = set()
-    for path in sorted((output / "samples").glob("*.parquet")):
+    for path in sorted((published_dir(output) / "samples").glob("*.parquet")):
         keys |= set(pq.read_table(path, columns=["key"]).column("key").to_pylist())
     return keys
 
@@ -59,7 +59,8 @@ def keys_of(output):
 def test_run_accounts_for_every_input_and_verifies(shards, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(shards, out, "--set", "write.images_per_shard=3") == 0
-    stats = json.loads((out / "stats.json").read_text())
+    run_dir = published_dir(out)
+    stats = json.loads((run_dir / "stats.json").read_text())
     assert {k: stats[k] for k in EXPECTED} == EXPECTED
     assert stats["balanced"] is True
     assert stats["rejects"]["decode"] == EXPECTED_REASONS["decode"]
@@ -69,42 +70,45 @@ def test_run_accounts_for_every_input_and_verifies(shards, tmp_path, capsys):
     report = verify(str(out))
     assert report.ok, report.problems
     for folder in ("samples", "wds", "llava", "images", "rejects"):
-        assert any((out / folder).iterdir()), folder
+        assert any((run_dir / folder).iterdir()), folder
     assert not (tmp_path / "etc").exists()
     text = capsys.readouterr().out
-    assert "balanced    yes" in text and "decode/truncated" in text
+    assert "balanced    yes" in text and "decode/truncated" in text and f"published   {run_dir}" in text
 
 
 def test_rerun_replaces_and_never_duplicates(shards, tmp_path):
     out = tmp_path / "out"
     assert run_cli(shards, out, "--set", "write.images_per_shard=2") == 0
-    first = keys_of(out)
+    first, first_dir = keys_of(out), published_dir(out)
     assert run_cli(shards, out, "--set", "write.images_per_shard=100") == 0
     assert keys_of(out) == first
-    assert len(list((out / "samples").glob("*.parquet"))) == 1
+    assert len(list((published_dir(out) / "samples").glob("*.parquet"))) == 1
+    assert not first_dir.exists()  # the replaced output is removed once the new one is published
     assert verify(str(out)).ok
 
 
 def test_verify_catches_tampering(shards, tmp_path):
     out = tmp_path / "out"
     assert run_cli(shards, out) == 0
-    image = next((out / "images").iterdir())
+    run_dir = published_dir(out)
+    image = next((run_dir / "images").iterdir())
     image.unlink()
     report = verify(str(out))
     assert not report.ok and any("missing from images/" in p for p in report.problems)
     assert main(["verify", str(out)]) == 1
-    (out / "stats.json").unlink()
+    (run_dir / "stats.json").unlink()
     assert any("did not complete" in p for p in verify(str(out)).problems)
 
 
 def test_verify_catches_unbalanced_stats(shards, tmp_path):
     out = tmp_path / "out"
     assert run_cli(shards, out) == 0
-    stats = json.loads((out / "stats.json").read_text())
+    stats_file = published_dir(out) / "stats.json"
+    stats = json.loads(stats_file.read_text())
     stats["inputs"] += 1
-    (out / "stats.json").write_text(json.dumps(stats))
+    stats_file.write_text(json.dumps(stats))
     report = verify(str(out))
-    assert any(p.startswith("inputs ") for p in report.problems)
+    assert any(f"inputs {stats['inputs']} != " in p for p in report.problems)
 
 
 def test_multiprocessing_gives_the_same_keys_and_counts(shards, tmp_path):
@@ -113,7 +117,7 @@ def test_multiprocessing_gives_the_same_keys_and_counts(shards, tmp_path):
     assert run_cli(shards, multi, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
     assert keys_of(single) == keys_of(multi)
     counts = ("inputs", "images_written", "images_rejected", "duplicates", "rejects")
-    s1, s2 = (json.loads((o / "stats.json").read_text()) for o in (single, multi))
+    s1, s2 = (json.loads((published_dir(o) / "stats.json").read_text()) for o in (single, multi))
     assert {k: s1[k] for k in counts} == {k: s2[k] for k in counts}
     assert verify(str(multi)).ok
 

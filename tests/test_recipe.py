@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from llavaforge.recipe import Recipe, RecipeError, load_recipe, parse_override, recipe_reference
+from llavaforge.config.recipe import Recipe, RecipeError, load_recipe, parse_override, recipe_reference
 
 
 def test_defaults_validate_and_hash_is_stable():
@@ -54,11 +54,28 @@ def test_reference_lists_every_section_with_defaults():
 
 
 def test_example_recipe_validates_with_its_preset():
-    from llavaforge.models.llm.presets import effective_synthesize_config
-    from llavaforge.models.presets import effective_annotate_config
-
     recipe = load_recipe(str(Path(__file__).resolve().parent.parent / "examples" / "recipe.yaml"))
-    synth = effective_synthesize_config(recipe.synthesize, recipe.preset)
-    assert (synth.backend, synth.openai.api_key_env) == ("openai", "LLAVAFORGE_LLM_KEY")
-    vision = effective_annotate_config(recipe.annotate, recipe.preset)
-    assert vision.detector.score_threshold == 0.6 and vision.detector.device == "cuda"
+    assert (recipe.synthesize.backend, recipe.synthesize.openai.api_key_env) == ("openai", "LLAVAFORGE_LLM_KEY")
+    assert recipe.annotate.detector.score_threshold == 0.6 and recipe.annotate.detector.device == "cuda"
+
+
+def test_hash_covers_what_presets_fill_in(monkeypatch):
+    """Synthesis switched off over a preset, or a preset's own value edited in code, changes
+    the hash: the hash is of the resolved recipe, not of what was written."""
+    from llavaforge.config import presets
+
+    tiny = load_recipe(None, {"preset": "tiny"})
+    assert load_recipe(None, {"preset": "tiny", "synthesize.tasks": []}).hash() != tiny.hash()
+    llm = presets.PRESETS["tiny"].roles[presets.LLM_ROLE]
+    edited = llm._replace(config={**llm.config, "max_new_tokens": llm.config["max_new_tokens"] + 1})
+    monkeypatch.setitem(presets.PRESETS["tiny"].roles, presets.LLM_ROLE, edited)
+    assert load_recipe(None, {"preset": "tiny"}).hash() != tiny.hash()
+
+
+def test_resolved_recipe_is_frozen_and_stable():
+    recipe = load_recipe(None, {"preset": "offline"})
+    assert recipe.annotate.tagger.model == "efficientnet-lite0" and recipe.synthesize.enabled
+    again = Recipe.model_validate(recipe.model_dump())  # resolving again changes nothing
+    assert again.model_dump() == recipe.model_dump() and again.hash() == recipe.hash()
+    with pytest.raises(Exception):
+        recipe.seed = 3

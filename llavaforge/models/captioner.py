@@ -15,7 +15,7 @@ import torch
 import transformers as tf
 
 from llavaforge.models.caption_decode import BlipGreedyDecoder, supports_greedy_decoder
-from llavaforge.models.config import CaptionerConfig
+from llavaforge.config.annotate import CaptionerConfig
 from llavaforge.models.handler import DecodedImage, VisionModelHandler, processor_image_kwargs
 from llavaforge.models.loading import LoadedModel, hf_loaded
 from llavaforge.schemas.record import Caption

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import transformers as tf
 
-from llavaforge.models.config import DetectorConfig
+from llavaforge.config.annotate import DetectorConfig
 from llavaforge.models.handler import DecodedImage, VisionModelHandler, clamp_box, image_size, processor_image_kwargs
 from llavaforge.models.labels import coco_classes
 from llavaforge.models.loading import LoadedModel, hf_loaded

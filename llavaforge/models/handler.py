@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
-from llavaforge.models.config import ModelConfig
+from llavaforge.config.annotate import ModelConfig
 from llavaforge.models.loading import LoadedModel, load_shared
 from llavaforge.schemas.record import ImageRecord
 

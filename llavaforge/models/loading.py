@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-from llavaforge.models.config import ModelConfig
+from llavaforge.config.annotate import ModelConfig
 from llavaforge.models.tiny import is_tiny, tiny_model_path
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from llavaforge.models.config import OcrConfig
+from llavaforge.config.annotate import OcrConfig
 from llavaforge.models.handler import VisionModelHandler, clamp_box
 from llavaforge.models.loading import LoadedModel
 from llavaforge.schemas.record import OcrText

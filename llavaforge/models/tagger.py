@@ -16,7 +16,7 @@ import torch
 import transformers as tf
 from PIL import Image
 
-from llavaforge.models.config import TaggerConfig
+from llavaforge.config.annotate import TaggerConfig
 from llavaforge.models.handler import DecodedImage, VisionModelHandler, processor_image_kwargs
 from llavaforge.models.labels import imagenet_classes, tag_vocabulary
 from llavaforge.models.loading import TORCH_DTYPES, LoadedModel, hf_loaded

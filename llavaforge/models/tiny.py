@@ -18,10 +18,10 @@ from typing import Callable
 import torch
 import transformers as tf
 
+from llavaforge.config.presets import TINY_PREFIX
 from llavaforge.models.cache import cache_dir
 from llavaforge.models.labels import coco_classes
 
-TINY_PREFIX = "llavaforge-tiny/"
 TINY_SEED = 0
 IMAGE_SIZE = 32  # pixels: small enough that CPU tests run in milliseconds per image
 _BUILD_VERSION = "3"  # bump when a builder changes, so cached folders are rebuilt

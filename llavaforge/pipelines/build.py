@@ -1,4 +1,5 @@
-"""Compose the stages of ARCHITECTURE.md into one Beam pipeline, from a recipe."""
+"""Compose the stages into one Beam graph from a resolved recipe: each stage gets its own
+section, and only stages that load a model on a GPU carry the GPU resource hints."""
 
 from __future__ import annotations
 
@@ -7,39 +8,54 @@ from typing import Any, Optional
 import apache_beam as beam
 
 from llavaforge import __version__
-from llavaforge.pipelines.published import DropPublished
-from llavaforge.recipe import Recipe
+from llavaforge.config.prompts import prompt_folder
+from llavaforge.config.recipe import Recipe, RecipeError
+from llavaforge.prompts.library import PromptError
 from llavaforge.runners.dataflow import gpu_stage_hints, with_gpu_hints
 from llavaforge.schemas.record import Provenance
+from llavaforge.transforms.annotate import Annotate
+from llavaforge.transforms.check import Check, checks_enabled
 from llavaforge.transforms.decode import Decode
-from llavaforge.transforms.annotate import annotate_stage
-from llavaforge.transforms.check import check_stage
-from llavaforge.transforms.dedup import ExactDedup, near_dedup_stage
-from llavaforge.transforms.question_dedup import question_dedup_stage
+from llavaforge.transforms.dedup import ExactDedup, NearDedup
+from llavaforge.transforms.published import DropPublished
+from llavaforge.transforms.question_dedup import QuestionDedup
 from llavaforge.transforms.read import ReadShards
-from llavaforge.transforms.synthesize import synthesize_stage
+from llavaforge.transforms.synthesize import Synthesize
 from llavaforge.transforms.write import WriteOutputs
 
 
-# Model stages: on Dataflow they carry the GPU resource hints, so only they run on GPU workers.
-GPU_STAGES = ("Annotate", "Synthesize")
+def _synthesize(recipe: Recipe, hints: dict[str, str]) -> beam.PTransform:
+    try:
+        stage = Synthesize(recipe.synthesize, seed=recipe.seed)
+    except PromptError as e:
+        raise RecipeError(f"recipe field `synthesize.tasks` / `synthesize.prompts_dir` "
+                          f"({prompt_folder(recipe.synthesize.prompts_dir)}): {e}") from e
+    return with_gpu_hints(stage, hints) if recipe.synthesize.on_gpu else stage
 
 
-def enabled_stages(recipe: Recipe) -> list[tuple[str, beam.PTransform]]:
+def enabled_stages(recipe: Recipe, hints: Optional[dict[str, str]] = None) -> list[tuple[str, beam.PTransform]]:
     """The stages between exact dedup and write that the recipe turns on, in flow order.
-    Each takes records and returns `(records, rejects)`. Checks and question dedup look at
-    generated conversations, so they run only when synthesis does."""
-    stages = [("NearDedup", near_dedup_stage(recipe)), ("Annotate", annotate_stage(recipe))]
-    synthesize = synthesize_stage(recipe)
-    if synthesize is not None:
-        stages += [("Synthesize", synthesize), ("Check", check_stage(recipe)),
-                   ("QuestionDedup", question_dedup_stage(recipe))]
-    return [(label, stage) for label, stage in stages if stage is not None]
+    Each takes records and returns `(records, rejects)`. `Annotate` always runs (it turns text
+    that came with an image into captions); checks and question dedup look at generated
+    conversations, so they run only when synthesis does."""
+    hints = hints or {}
+    stages: list[tuple[str, beam.PTransform]] = []
+    if recipe.dedup.near.enabled:
+        stages.append(("NearDedup", NearDedup(recipe.dedup.near.max_distance)))
+    stages.append(("Annotate", Annotate(recipe.annotate, gpu_hints=hints)))
+    if recipe.synthesize.enabled:
+        stages.append(("Synthesize", _synthesize(recipe, hints)))
+        if checks_enabled(recipe.check):
+            stages.append(("Check", Check(recipe.check)))
+        if recipe.check.questions.enabled:
+            stages.append(("QuestionDedup", QuestionDedup(recipe.check.questions, recipe.seed)))
+    return stages
 
 
 def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str], output: str,
                    run_info: dict[str, Any], published_keys: Optional[list[str]] = None):
-    """Add the whole flow to `pipeline`; returns the one-element PCollection of run stats.
+    """Add the whole flow to `pipeline`, writing into the run folder `output`; returns the
+    one-element PCollection of the run's stats (emitted once stats.json is written).
 
     `published_keys`: key index files of earlier runs (nightly); images found there are
     counted as duplicates instead of written again. None: no such filter."""
@@ -51,14 +67,11 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str
     if published_keys is not None:
         records, republished = records | "DropPublished" >> DropPublished(published_keys)
         rejects.append(republished)
-    hints = gpu_stage_hints(pipeline.options)
-    for label, stage in enabled_stages(recipe):
+    for label, stage in enabled_stages(recipe, gpu_stage_hints(pipeline.options)):
         if label == "Synthesize":
             # Breaks fusion between the vision and the LLM stage: a retry in one does not
             # rerun the other, and each scales on its own workers.
             records = records | "VisionToLLM" >> beam.Reshuffle()
-        if label in GPU_STAGES:
-            stage = with_gpu_hints(stage, hints)
         records, stage_rejects = records | label >> stage
         rejects.append(stage_rejects)
     inputs = (

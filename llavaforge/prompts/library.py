@@ -15,9 +15,9 @@ from typing import Literal, Optional
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from llavaforge.schemas.config import StrictModel
+from llavaforge.config.base import StrictModel
+from llavaforge.config.prompts import files_fingerprint, prompt_files, prompt_folder
 
-PACKAGED_LIBRARY = Path(__file__).resolve().parent / "library"
 CONTEXT_SLOT = "{context}"
 
 OutputFormat = Literal["turns", "pair", "answer"]
@@ -141,17 +141,9 @@ def _load_task(path: Path, data: bytes) -> PromptTask:
 
 def load_library(folder: Optional[str] = None) -> PromptLibrary:
     """Every `*.yaml` in `folder` (default: the packaged library) as a task type."""
-    root = Path(folder) if folder else PACKAGED_LIBRARY
-    if not root.is_dir():
-        raise PromptError(f"prompt folder {root} does not exist")
-    files = {p: p.read_bytes() for p in sorted(root.glob("*.yaml"))}
+    try:
+        files = prompt_files(folder)
+    except OSError as e:
+        raise PromptError(str(e)) from e
     tasks = {p.stem: _load_task(p, data) for p, data in files.items()}
-    whole = hashlib.sha256()
-    for path, data in files.items():
-        whole.update(path.name.encode() + b"\0" + _digest(data).encode() + b"\0")
-    return PromptLibrary(folder=str(root), tasks=tasks, fingerprint=whole.hexdigest()[:16])
-
-
-def prompt_library_fingerprint(folder: Optional[str] = None) -> str:
-    """A hash of the prompt files a run would use: any edit changes it."""
-    return load_library(folder).fingerprint
+    return PromptLibrary(folder=str(prompt_folder(folder)), tasks=tasks, fingerprint=files_fingerprint(files))

@@ -15,7 +15,7 @@ from llavaforge.quality.repetition import repetition_finding, truncation_finding
 from llavaforge.quality.structure import structure_finding
 from llavaforge.schemas.llava import GPT
 from llavaforge.schemas.record import Annotations, Conversation
-from llavaforge.transforms.check_config import CheckConfig, CheckSwitch
+from llavaforge.config.check import CheckConfig, CheckSwitch
 
 
 class Verdict(NamedTuple):

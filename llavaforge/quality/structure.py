@@ -8,7 +8,7 @@ from typing import Optional
 from llavaforge.quality.finding import STRUCTURE, Finding
 from llavaforge.schemas.llava import GPT, IMAGE_TOKEN, turn_errors
 from llavaforge.schemas.record import Conversation
-from llavaforge.transforms.check_config import StructureCheck
+from llavaforge.config.check import StructureCheck
 
 
 def _length_error(what: str, text: str, low: int, high: int) -> Optional[str]:

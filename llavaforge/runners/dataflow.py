@@ -27,7 +27,7 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic import Field, model_validator
 
-from llavaforge.schemas.config import StrictModel
+from llavaforge.config.base import StrictModel
 
 # Accelerator -> machine family it attaches to on Compute Engine (Dataflow refuses others).
 GPU_MACHINE_FAMILIES = {

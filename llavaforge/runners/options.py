@@ -1,15 +1,47 @@
-"""The Beam options a local run uses: the runner default, refused modes, threads per worker."""
+"""The Beam options a run uses: the runner default, refused modes, unknown flags, threads per
+worker."""
 
 from __future__ import annotations
 
+import difflib
 import os
-from typing import Sequence
+from typing import Iterable, Optional, Sequence
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
+                                                  _BeamArgumentParser)
+
+from llavaforge.errors import UsageError
+from llavaforge.runners.dataflow import GpuStageOptions  # noqa: F401 -- registers --gpu_stage_* with Beam
 
 
-class RunnerOptionError(ValueError):
+class RunnerOptionError(UsageError):
     """Beam options this tool refuses to run with: the message says why and what to use."""
+
+
+class _CheckingParser(_BeamArgumentParser):
+    def error(self, message: str):
+        raise RunnerOptionError(f"Beam option: {message}")
+
+
+def _beam_parser() -> _BeamArgumentParser:
+    """Every flag of every Beam options class (what Beam itself parses, as Beam builds it)."""
+    parser = _CheckingParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 -- the same registry Beam reads
+    return parser
+
+
+def unknown_flag(beam_args: Sequence[str], own_flags: Iterable[str] = ()) -> Optional[str]:
+    """A message naming the first argument neither Beam nor llavaforge knows (Beam would drop it
+    with a warning and run on), with the closest known flag; None when all are known."""
+    parser = _beam_parser()
+    _, unknown = parser.parse_known_args(list(beam_args))
+    if not unknown:
+        return None
+    known = [flag for action in parser._actions for flag in action.option_strings] + list(own_flags)  # noqa: SLF001
+    name = unknown[0].split("=", 1)[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"unknown argument {unknown[0]!r}" + (f"; did you mean {close[0]}?" if close else "")
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
+from llavaforge.schemas.layout import image_name
 from llavaforge.schemas.record import Conversation, ImageRecord, Turn
 
 IMAGE_TOKEN = "<image>"
 HUMAN = "human"
 GPT = "gpt"
-
-
-def image_path(key: str, image_format: str) -> str:
-    """Where an image lives relative to the LLaVA image folder (`images/`)."""
-    return f"{key}.{image_format}"
 
 
 def sample_id(key: str, task: Optional[str]) -> str:
@@ -27,7 +23,7 @@ def turns_to_json(turns: Iterable[Turn]) -> list[dict[str, str]]:
 def llava_records(record: ImageRecord) -> list[dict[str, Any]]:
     """The LLaVA records of one image: one per conversation, or one with an empty
     `conversations` list when no conversations were generated (curation-only runs)."""
-    image = image_path(record.key, record.image.format)
+    image = image_name(record.key, record.image.format)
     if not record.conversations:
         return [{"id": sample_id(record.key, None), "image": image, "conversations": []}]
     return [

@@ -129,6 +129,9 @@ class ImageRecord:
     annotations: Annotations = field(default_factory=Annotations)
     conversations: list[Conversation] = field(default_factory=list)
     provenance: Optional[Provenance] = None
+    # Tasks that failed for a reason a later run may not meet (LLM endpoint down, model error):
+    # if no conversation survives, the image's reject is retryable.
+    retryable_failures: int = 0
 
     def replace(self, **changes) -> "ImageRecord":
         return dataclasses.replace(self, **changes)
@@ -149,6 +152,8 @@ class Reject:
 
     `task` is None when the whole image is rejected; it names the task type when only one
     generated sample of an image is rejected (the image itself may still be written).
+    `retryable`: the cause may be gone next time (an endpoint or model error, a read error of
+    the storage); a nightly run retries such images, the others are final.
     """
 
     key: str
@@ -158,12 +163,13 @@ class Reject:
     reason: str
     detail: str = ""
     task: Optional[str] = None
+    retryable: bool = False
 
     @classmethod
     def of(cls, key: str, source: Source, stage: str, reason: str, detail: str = "",
-           task: Optional[str] = None) -> "Reject":
+           task: Optional[str] = None, retryable: bool = False) -> "Reject":
         return cls(key=key, source_url=source.url, source_member=source.member, stage=stage,
-                   reason=reason, detail=detail[:2000], task=task)
+                   reason=reason, detail=detail[:2000], task=task, retryable=retryable)
 
 
 DUPLICATE_REASON = "duplicate"

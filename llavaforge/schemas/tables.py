@@ -7,7 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from llavaforge.schemas.llava import image_path, sample_id, turns_to_json
+from llavaforge.schemas.layout import image_name
+from llavaforge.schemas.llava import sample_id, turns_to_json
 from llavaforge.schemas.record import ImageRecord, Reject
 
 _BOX = pa.list_(pa.float32())
@@ -61,6 +62,7 @@ REJECTS_SCHEMA = pa.schema([
     ("reason", pa.string()),
     ("detail", pa.string()),
     ("task", pa.string()),
+    ("retryable", pa.bool_()),
 ])
 
 
@@ -70,7 +72,7 @@ def sample_rows(record: ImageRecord) -> list[dict[str, Any]]:
     a = record.annotations
     p = record.provenance
     common = {
-        "image": image_path(record.key, record.image.format),
+        "image": image_name(record.key, record.image.format),
         "key": record.key,
         "image_format": record.image.format,
         "width": record.image.width,

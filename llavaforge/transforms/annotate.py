@@ -14,21 +14,19 @@ LLM as a caption.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Optional
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import AnnotateConfig, ModelConfig
+from llavaforge.config.annotate import AnnotateConfig, ModelConfig
 from llavaforge.models.detector import DetectorHandler
 from llavaforge.models.handler import Annotation, VisionModelHandler
 from llavaforge.models.ocr import OcrHandler
-from llavaforge.models.presets import effective_annotate_config
 from llavaforge.models.tagger import TaggerHandler
 from llavaforge.schemas.record import Caption, ImageRecord, Reject
-from llavaforge.transforms.base import REJECTS
+from llavaforge.transforms.base import StageFn, apply_stage_fn
 
 STAGE = "annotate"
 SOURCE_MODEL = "source"
@@ -66,28 +64,28 @@ def with_source_captions(record: ImageRecord) -> ImageRecord:
     return with_annotations(record, "captioner", captions) if captions else record
 
 
-class _RetryEachImageFn(beam.DoFn):
+class _RetryEachImageFn(StageFn):
     """A failed batch, image by image: the images that work are annotated, the others rejected."""
+
+    stage = STAGE
 
     def __init__(self, role: str, handler: VisionModelHandler) -> None:
         super().__init__()
         self._role = role
         self._handler = handler
-        self._rejected = Metrics.counter(STAGE, failure_reason(role))
         self._model = None
 
     def setup(self) -> None:
         self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
 
-    def process(self, failed: tuple) -> Iterator:
+    def process_element(self, failed: tuple) -> Iterator:
         keyed_batch = failed[0]
         for key, record in keyed_batch:
             try:
                 (result,) = self._handler.run_inference([record], self._model)
             except Exception as e:  # noqa: BLE001 -- this image is the one that breaks the model
-                self._rejected.inc()
-                yield beam.pvalue.TaggedOutput(REJECTS, Reject.of(
-                    key, record.source, STAGE, failure_reason(self._role), f"{type(e).__name__}: {e}"))
+                yield Reject.of(key, record.source, STAGE, failure_reason(self._role), f"{type(e).__name__}: {e}",
+                                retryable=True)
             else:
                 yield with_annotations(record, self._role, result.inference)
 
@@ -109,31 +107,33 @@ class AnnotateRole(beam.PTransform):
         )
         annotated = results | "AddAnnotations" >> beam.MapTuple(
             lambda _key, result: with_annotations(result.example, role, result.inference))
-        retried = failures.failed_inferences | "RetryEachImage" >> beam.ParDo(
-            _RetryEachImageFn(role, self._handler)).with_outputs(REJECTS, main="records")
-        merged = (annotated, retried.records) | "Merge" >> beam.Flatten()
-        return merged, retried[REJECTS]
+        retried, rejects = apply_stage_fn(failures.failed_inferences, _RetryEachImageFn(role, self._handler),
+                                          "RetryEachImage")
+        merged = (annotated, retried) | "Merge" >> beam.Flatten()
+        return merged, rejects
 
 
 class Annotate(beam.PTransform):
-    """ImageRecords -> (annotated records, rejects): source captions, then every configured role."""
+    """ImageRecords -> (annotated records, rejects): source captions, then every configured role.
 
-    def __init__(self, config: AnnotateConfig) -> None:
+    `gpu_hints`: resource hints put on the roles whose model runs on cuda (Dataflow right
+    fitting); the other roles run on the default workers."""
+
+    def __init__(self, config: AnnotateConfig, gpu_hints: Optional[dict[str, str]] = None) -> None:
         super().__init__()
         self._config = config
+        self._gpu_hints = gpu_hints or {}
 
     def expand(self, records):
         records = records | "SourceCaptions" >> beam.Map(with_source_captions)
         rejects = []
         for role, config in self._config.active_roles():
-            records, role_rejects = records | f"Annotate_{role}" >> AnnotateRole(role, config)
+            stage = AnnotateRole(role, config)
+            if config.device == "cuda" and self._gpu_hints:
+                stage = stage.with_resource_hints(**self._gpu_hints)
+            records, role_rejects = records | f"Annotate_{role}" >> stage
             rejects.append(role_rejects)
         if not rejects:
             rejects.append(records.pipeline | "NoRejects" >> beam.Create([]))
         return records, tuple(rejects) | "AnnotateRejects" >> beam.Flatten()
 
-
-def annotate_stage(recipe) -> beam.PTransform:
-    """The annotate stage of a recipe (its `annotate` section under its preset). It runs even
-    when no vision role does, so source-provided text still becomes captions."""
-    return Annotate(effective_annotate_config(recipe.annotate, recipe.preset))

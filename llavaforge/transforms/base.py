@@ -1,58 +1,109 @@
-"""What every stage shares: records in, records and rejects out, nothing dropped silently."""
+"""What every stage shares: records in, records and rejects out, nothing dropped silently.
+
+Every per-element DoFn of a stage is a `StageFn`: an exception raised for one element becomes
+that element's reject(s), so one bad image (or one bad group of a join) never fails a bundle,
+and every stage counts its elements in, records out and rejects as Beam metrics (namespace =
+the stage), with the time spent per element.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Iterator, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import PredictionResult
 
 from llavaforge.schemas.record import ImageRecord, RawSample, Reject, source_key
 
 REJECTS = "rejects"
+_MAX_DEPTH = 4
+_DONE = object()
 
 
-def element_identity(element: Any) -> tuple[str, Any]:
-    """(key, source) of any element a stage may receive."""
+def element_identities(element: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """(key, source) of every record an element carries: a record or raw sample itself, or the
+    records inside a keyed group, a join, a batch or a model result."""
     if isinstance(element, ImageRecord):
-        return element.key, element.source
+        return [(element.key, element.source)]
     if isinstance(element, RawSample):
-        return source_key(element.source.url, element.source.member), element.source
-    raise TypeError(f"stage got an element of type {type(element).__name__}")
+        return [(source_key(element.source.url, element.source.member), element.source)]
+    if depth >= _MAX_DEPTH:
+        return []
+    if isinstance(element, PredictionResult):
+        return element_identities(element.example, depth + 1)
+    if isinstance(element, dict):
+        element = list(element.values())
+    if isinstance(element, (list, tuple)):
+        return [identity for item in element for identity in element_identities(item, depth + 1)]
+    return []
 
 
 class StageFn(beam.DoFn):
     """One element in, records and `Reject`s out (rejects go to the `rejects` output).
 
-    An exception raised for one element becomes that element's reject (reason `error`), so
-    one bad image never fails a bundle. Counts per stage are Beam metrics.
+    Subclasses implement `process_element`. An exception becomes `element_rejects(element,
+    error)`: by default one reject (reason `error`, retryable) per record the element carries.
+    A `streaming` stage (a reader) emits its outputs as they come, so the part produced before
+    an error stands; the others emit an element's outputs only when all of it succeeded.
     """
 
     stage = "stage"
+    streaming = False
 
     def __init__(self) -> None:
         super().__init__()
         self._in = Metrics.counter(self.stage, "in")
         self._out = Metrics.counter(self.stage, "out")
         self._rejected = Metrics.counter(self.stage, "rejected")
+        self._errors = Metrics.counter(self.stage, "errors")
+        self._element_ms = Metrics.distribution(self.stage, "element_ms")
 
     def process_element(self, element: Any) -> Iterable[Union[Any, Reject]]:
         raise NotImplementedError
 
-    def process(self, element: Any) -> Iterator[Any]:
-        self._in.inc()
+    def element_rejects(self, element: Any, error: Exception) -> list[Any]:
+        """What stands for an element whose processing raised (Rejects go to the rejects
+        output; a stage may return other outputs that carry a reject downstream)."""
+        identities = element_identities(element)
+        if not identities:
+            raise error  # nothing to reject in its place: losing it silently is worse than failing
+        detail = f"{type(error).__name__}: {error}"
+        return [Reject.of(key, source, self.stage, "error", detail, retryable=True) for key, source in identities]
+
+    def _outputs(self, element: Any) -> Iterator[Union[Any, Reject]]:
+        if self.streaming:
+            try:
+                yield from self.process_element(element)
+            except Exception as e:  # noqa: BLE001 -- any failure of one element is its reject
+                self._errors.inc()
+                yield from self.element_rejects(element, e)
+            return
         try:
             outputs = list(self.process_element(element))
         except Exception as e:  # noqa: BLE001 -- any failure of one element is its reject
-            key, source = element_identity(element)
-            outputs = [Reject.of(key, source, self.stage, "error", f"{type(e).__name__}: {e}")]
-        for out in outputs:
+            self._errors.inc()
+            outputs = self.element_rejects(element, e)
+        yield from outputs
+
+    def process(self, element: Any) -> Iterator[Any]:
+        self._in.inc()
+        outputs, spent = self._outputs(element), 0.0
+        while True:
+            # Only the time inside this stage: what a yield hands on runs downstream (fused).
+            start = time.perf_counter()
+            out = next(outputs, _DONE)
+            spent += time.perf_counter() - start
+            if out is _DONE:
+                break
             if isinstance(out, Reject):
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, out)
             else:
                 self._out.inc()
                 yield out
+        self._element_ms.update(int(spent * 1000))
 
 
 def apply_stage_fn(pcoll, fn: StageFn, label: str):
@@ -61,12 +112,11 @@ def apply_stage_fn(pcoll, fn: StageFn, label: str):
     return outputs.records, outputs[REJECTS]
 
 
-def join_by_key(records, side_name: str, side, fn: beam.DoFn, label: str):
+def join_by_key(records, side_name: str, side, fn: StageFn, label: str):
     """Group records with `side` ((key, value) pairs) by record key, then let `fn` decide
     per key from `{"records": [...], side_name: [...]}`; returns `(records, rejects)`."""
-    outputs = (
+    joined = (
         {"records": records | "ByKey" >> beam.Map(lambda r: (r.key, r)), side_name: side}
         | f"Join{side_name.capitalize()}" >> beam.CoGroupByKey()
-        | label >> beam.ParDo(fn).with_outputs(REJECTS, main="records")
     )
-    return outputs.records, outputs[REJECTS]
+    return apply_stage_fn(joined, fn, label)

@@ -14,10 +14,9 @@ from typing import Iterable, Optional, Union
 import apache_beam as beam
 
 from llavaforge.quality.checker import ConversationChecker
-from llavaforge.recipe import Recipe
 from llavaforge.schemas.record import ImageRecord, Reject
 from llavaforge.transforms.base import StageFn, apply_stage_fn
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.config.check import CheckConfig
 from llavaforge.transforms.conversations import keep_conversations
 
 STAGE = "check"
@@ -51,6 +50,11 @@ class _CheckFn(StageFn):
         return keep_conversations(record, kept, rejects, STAGE)
 
 
+def checks_enabled(config: CheckConfig) -> bool:
+    """Whether the checks stage has anything to do (the section and at least one check on)."""
+    return config.enabled and ConversationChecker(config).any_enabled
+
+
 class Check(beam.PTransform):
     """ImageRecords -> (records with checked conversations, rejects)."""
 
@@ -61,11 +65,3 @@ class Check(beam.PTransform):
     def expand(self, records):
         return apply_stage_fn(records, _CheckFn(self._config), "CheckConversations")
 
-
-def check_stage(recipe: Recipe) -> Optional[beam.PTransform]:
-    """The checks stage, or None when the recipe turns every check off. Returned even when
-    synthesis is off: it passes records without conversations through untouched."""
-    config = recipe.check
-    if not config.enabled or not ConversationChecker(config).any_enabled:
-        return None
-    return Check(config)

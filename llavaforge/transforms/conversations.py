@@ -23,4 +23,5 @@ def keep_conversations(record: ImageRecord, kept: list[Conversation], rejects: l
         return
     reasons = sorted({r.reason for r in rejects})
     yield Reject.of(record.key, record.source, stage, NO_VALID_CONVERSATION,
-                    f"all {len(record.conversations)} conversations rejected: {', '.join(reasons)}")
+                    f"all {len(record.conversations)} conversations rejected: {', '.join(reasons)}",
+                    retryable=record.retryable_failures > 0)

@@ -17,7 +17,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from llavaforge.recipe import DecodeConfig
+from llavaforge.config.sections import DecodeConfig
 from llavaforge.schemas.record import ImageInfo, ImageRecord, Provenance, RawSample, Reject, key_of_sha256
 from llavaforge.transforms.base import StageFn, apply_stage_fn
 

@@ -12,11 +12,9 @@ from typing import Iterable, Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 
-from llavaforge.recipe import Recipe
 from llavaforge.schemas.record import DUPLICATE_REASON, NEAR_DUPLICATE_REASON, ImageRecord, Reject
-from llavaforge.transforms.base import REJECTS, join_by_key
+from llavaforge.transforms.base import StageFn, apply_stage_fn, join_by_key
 
 STAGE = "dedup"
 
@@ -32,31 +30,27 @@ def duplicate_reject(record: ImageRecord, kept: ImageRecord, reason: str = DUPLI
     return Reject.of(record.key, record.source, STAGE, reason, f"{pointer}{detail}")
 
 
-class _KeepFirstFn(beam.DoFn):
-    def __init__(self) -> None:
-        super().__init__()
-        self._duplicates = Metrics.counter(STAGE, "duplicates")
+class _KeepFirstFn(StageFn):
+    stage = STAGE
 
-    def process(self, element: tuple[str, Iterable[ImageRecord]]) -> Iterator[Union[ImageRecord, beam.pvalue.TaggedOutput]]:
+    def process_element(self, element: tuple[str, Iterable[ImageRecord]]) -> Iterator[Union[ImageRecord, Reject]]:
         _, group = element
         kept, dropped = choose_kept(group)
         yield kept
         for record in dropped:
-            self._duplicates.inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, duplicate_reject(record, kept))
+            yield duplicate_reject(record, kept)
 
 
 class ExactDedup(beam.PTransform):
     """ImageRecords -> (distinct records, duplicate rejects), grouped by sha256."""
 
     def expand(self, records):
-        outputs = (
+        groups = (
             records
             | "BySha256" >> beam.Map(lambda r: (r.image.sha256, r))
             | "GroupSameBytes" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(_KeepFirstFn()).with_outputs(REJECTS, main="records")
         )
-        return outputs.records, outputs[REJECTS]
+        return apply_stage_fn(groups, _KeepFirstFn(), "KeepFirst")
 
 
 # --- near duplicates -------------------------------------------------------------------------
@@ -113,23 +107,19 @@ def near_pairs(bucket: Iterable[HashedImage], max_distance: int) -> Iterator[tup
             yield later.key, (images[i].rank, images[i].key)
 
 
-class _NearDuplicateJoinFn(beam.DoFn):
-    def __init__(self) -> None:
-        super().__init__()
-        self._duplicates = Metrics.counter(STAGE, "near_duplicates")
+class _NearDuplicateJoinFn(StageFn):
+    stage = STAGE
 
-    def process(self, element) -> Iterator[Union[ImageRecord, beam.pvalue.TaggedOutput]]:
+    def process_element(self, element) -> Iterator[Union[ImageRecord, Reject]]:
         _, grouped = element
+        earlier = list(grouped["earlier"])
         for record in grouped["records"]:
-            earlier = list(grouped["earlier"])
             if not earlier:
                 yield record
                 continue
-            self._duplicates.inc()
             (url, member, kept_key), _ = min(earlier)
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject.of(
-                record.key, record.source, STAGE, NEAR_DUPLICATE_REASON,
-                f"near duplicate of {kept_key} ({url} :: {member})"))
+            yield Reject.of(record.key, record.source, STAGE, NEAR_DUPLICATE_REASON,
+                            f"near duplicate of {kept_key} ({url} :: {member})")
 
 
 class NearDedup(beam.PTransform):
@@ -159,8 +149,3 @@ class NearDedup(beam.PTransform):
         )
         return join_by_key(records, "earlier", earlier, _NearDuplicateJoinFn(), "DropLater")
 
-
-def near_dedup_stage(recipe: Recipe) -> Optional[beam.PTransform]:
-    """Near-duplicate removal after exact dedup, or None when the recipe turns it off."""
-    near = recipe.dedup.near
-    return NearDedup(near.max_distance) if near.enabled else None

@@ -13,14 +13,12 @@ from __future__ import annotations
 from typing import Iterable, Iterator, NamedTuple, Optional
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from llavaforge.quality.minhash import MinHasher, bands, normalise_question, similarity
-from llavaforge.recipe import Recipe
 from llavaforge.schemas.llava import HUMAN
 from llavaforge.schemas.record import ImageRecord, Reject
-from llavaforge.transforms.base import REJECTS, join_by_key
-from llavaforge.transforms.check_config import QuestionDedupConfig
+from llavaforge.transforms.base import StageFn, join_by_key
+from llavaforge.config.check import QuestionDedupConfig
 from llavaforge.transforms.conversations import keep_conversations
 
 STAGE = "question_dedup"
@@ -68,12 +66,10 @@ def dropped_samples(group: tuple[str, dict[str, Iterable]], max_copies: int
                                             f"{representative!r}; {max_copies} kept (first: {first[2]})")
 
 
-class _DropQuestionsFn(beam.DoFn):
-    def __init__(self) -> None:
-        super().__init__()
-        self._dropped = Metrics.counter(STAGE, "duplicate_questions")
+class _DropQuestionsFn(StageFn):
+    stage = STAGE
 
-    def process(self, element) -> Iterator:
+    def process_element(self, element) -> Iterator:
         _, joined = element
         dropped = dict(joined["dropped"])  # task -> detail
         for record in joined["records"]:
@@ -81,9 +77,7 @@ class _DropQuestionsFn(beam.DoFn):
             rejects = [Reject.of(record.key, record.source, STAGE, DUPLICATE_QUESTION, dropped[c.task],
                                  task=c.task)
                        for c in record.conversations if c.task in dropped]
-            self._dropped.inc(len(rejects))
-            for out in keep_conversations(record, kept, rejects, STAGE):
-                yield beam.pvalue.TaggedOutput(REJECTS, out) if isinstance(out, Reject) else out
+            yield from keep_conversations(record, kept, rejects, STAGE)
 
 
 class QuestionDedup(beam.PTransform):
@@ -129,8 +123,3 @@ class QuestionDedup(beam.PTransform):
         )
         return join_by_key(records, "dropped", dropped, _DropQuestionsFn(), "DropCopies")
 
-
-def question_dedup_stage(recipe: Recipe) -> Optional[beam.PTransform]:
-    """Question dedup (after the checks), or None when the recipe turns it off."""
-    config = recipe.check.questions
-    return QuestionDedup(config, recipe.seed) if config.enabled else None

@@ -17,16 +17,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from llavaforge.models.llm.backends import make_llm_handler
-from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import SynthesizeConfig
-from llavaforge.models.llm.presets import effective_synthesize_config
+from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest
+from llavaforge.config.synthesize import SynthesizeConfig
 from llavaforge.prompts.context import render_context
 from llavaforge.prompts.library import PromptLibrary, PromptError, load_library
 from llavaforge.prompts.mix import choose_tasks, pick_instruction, request_seed
 from llavaforge.prompts.parse import parse_output
-from llavaforge.recipe import Recipe, RecipeError
 from llavaforge.schemas.record import Conversation, ImageRecord, Reject, Source
-from llavaforge.transforms.base import REJECTS, StageFn
+from llavaforge.transforms.base import REJECTS, StageFn, apply_stage_fn
 
 STAGE = "synthesize"
 REQUESTS = "requests"
@@ -95,7 +93,8 @@ def outcome(result: PredictionResult, config: SynthesizeConfig,
     tag: SynthesisTag = result.example.tag
     generation = result.inference
     if generation.error:
-        return tag.key, Reject.of(tag.key, tag.source, STAGE, "llm_error", generation.error, task=tag.task)
+        return tag.key, Reject.of(tag.key, tag.source, STAGE, "llm_error", generation.error, task=tag.task,
+                                  retryable=True)
     parsed = parse_output(generation.text, tag.format, tag.instruction)
     if parsed.error:
         detail = f"{parsed.error}; output: {generation.text[: config.max_raw_chars]}"
@@ -109,7 +108,39 @@ def outcome(result: PredictionResult, config: SynthesizeConfig,
                                  tokens_out=generation.tokens_out, seed=tag.seed)
 
 
-class _ParseFn(beam.DoFn):
+def failed_generation(request: LlmRequest, error: Exception) -> PredictionResult:
+    """The result of a request the backend raised on: an `llm_error` for that request only."""
+    return PredictionResult(request, Generation(text="", tokens_in=0, tokens_out=0,
+                                                error=f"{type(error).__name__}: {error}"))
+
+
+class _RetryEachRequestFn(StageFn):
+    """A batch the LLM backend raised on (a prompt too long, out of memory), request by request:
+    the requests that work are generated, the one that breaks the backend becomes its sample's
+    `llm_error` reject, the rest of the batch is kept."""
+
+    stage = STAGE
+
+    def __init__(self, handler: LlmHandler) -> None:
+        super().__init__()
+        self._handler = handler
+        self._model = None
+
+    def setup(self) -> None:
+        self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
+
+    def process_element(self, failed: tuple) -> Iterator[PredictionResult]:
+        for request in failed[0]:
+            try:
+                (result,) = self._handler.run_inference([request], self._model)
+            except Exception as e:  # noqa: BLE001 -- this request is the one that breaks the backend
+                result = failed_generation(request, e)
+            yield result
+
+
+class _ParseFn(StageFn):
+    stage = STAGE
+
     def __init__(self, config: SynthesizeConfig, library: PromptLibrary) -> None:
         super().__init__()
         self.config = config
@@ -117,33 +148,41 @@ class _ParseFn(beam.DoFn):
         self._tokens_in = Metrics.counter(STAGE, "tokens_in")
         self._tokens_out = Metrics.counter(STAGE, "tokens_out")
 
-    def process(self, result: PredictionResult) -> Iterator[tuple[str, Any]]:
+    def process_element(self, result: PredictionResult) -> Iterator[tuple[str, Any]]:
         self._tokens_in.inc(result.inference.tokens_in)
         self._tokens_out.inc(result.inference.tokens_out)
         yield outcome(result, self.config, self.library)
 
+    def element_rejects(self, result: PredictionResult, error: Exception) -> list[Any]:
+        # The task's reject goes on to assembly with the image's other tasks.
+        tag: SynthesisTag = result.example.tag
+        return [(tag.key, Reject.of(tag.key, tag.source, STAGE, "error", f"{type(error).__name__}: {error}",
+                                    task=tag.task, retryable=True))]
 
-class _AssembleFn(beam.DoFn):
+
+class _AssembleFn(StageFn):
     """Puts an image's conversations on its record, in task order; rejects the rest."""
+
+    stage = STAGE
 
     def __init__(self, tasks: list[str]) -> None:
         super().__init__()
         self.order = {t: i for i, t in enumerate(tasks)}
 
-    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Any]:
+    def process_element(self, element: tuple[str, dict[str, list]]) -> Iterator[Any]:
         _, joined = element
         (record,) = joined["record"]
         outcomes = sorted(joined["outcomes"], key=lambda o: self.order.get(o.task, len(self.order)))
         conversations = [o for o in outcomes if isinstance(o, Conversation)]
         task_rejects = [o for o in outcomes if isinstance(o, Reject)]
-        for reject in task_rejects:
-            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        yield from task_rejects
+        retryable = sum(r.retryable for r in task_rejects)
         if conversations:
-            yield record.replace(conversations=list(record.conversations) + conversations)
+            yield record.replace(conversations=list(record.conversations) + conversations,
+                                 retryable_failures=record.retryable_failures + retryable)
         else:
             detail = "; ".join(f"{r.task}: {r.reason}" for r in task_rejects)
-            yield beam.pvalue.TaggedOutput(
-                REJECTS, Reject.of(record.key, record.source, STAGE, "no_conversation", detail))
+            yield Reject.of(record.key, record.source, STAGE, "no_conversation", detail, retryable=retryable > 0)
 
 
 class Synthesize(beam.PTransform):
@@ -160,26 +199,15 @@ class Synthesize(beam.PTransform):
     def expand(self, records):
         planned = records | "Plan" >> beam.ParDo(_PlanFn(self.config, self.library, self.seed)).with_outputs(
             REQUESTS, REJECTS, main="records")
-        outcomes = (
-            planned[REQUESTS]
-            | "Generate" >> RunInference(make_llm_handler(self.config, self.seed))
-            | "Parse" >> beam.ParDo(_ParseFn(self.config, self.library))
-        )
-        assembled = (
-            {"record": planned.records, "outcomes": outcomes}
-            | "JoinByKey" >> beam.CoGroupByKey()
-            | "Assemble" >> beam.ParDo(_AssembleFn(self.config.tasks)).with_outputs(REJECTS, main="records")
-        )
-        rejects = (planned[REJECTS], assembled[REJECTS]) | "SynthesizeRejects" >> beam.Flatten()
-        return assembled.records, rejects
+        handler = make_llm_handler(self.config, self.seed)
+        generated, failures = planned[REQUESTS] | "Generate" >> RunInference(handler).with_exception_handling()
+        retried, retry_rejects = apply_stage_fn(failures.failed_inferences, _RetryEachRequestFn(handler),
+                                                "RetryEachRequest")
+        outcomes, parse_rejects = apply_stage_fn((generated, retried) | "AllGenerated" >> beam.Flatten(),
+                                                 _ParseFn(self.config, self.library), "Parse")
+        joined = {"record": planned.records, "outcomes": outcomes} | "JoinByKey" >> beam.CoGroupByKey()
+        assembled, assemble_rejects = apply_stage_fn(joined, _AssembleFn(self.config.tasks), "Assemble")
+        rejects = ((planned[REJECTS], retry_rejects, parse_rejects, assemble_rejects)
+                   | "SynthesizeRejects" >> beam.Flatten())
+        return assembled, rejects
 
-
-def synthesize_stage(recipe: Recipe) -> Optional[beam.PTransform]:
-    """The Synthesize stage the recipe asks for (preset applied), or None when synthesis is off."""
-    config = effective_synthesize_config(recipe.synthesize, recipe.preset)
-    if not config.enabled:
-        return None
-    try:
-        return Synthesize(config, seed=recipe.seed)
-    except PromptError as e:
-        raise RecipeError(f"recipe field `synthesize.tasks` / `synthesize.prompts_dir`: {e}") from e

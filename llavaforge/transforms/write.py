@@ -1,8 +1,9 @@
-"""Write: records and rejects to the five outputs under one prefix, `stats.json` last.
+"""Write: records and rejects to the five outputs of one run folder, `stats.json` last.
 
 Shards are assigned by key hash (so a record always lands in the same shard for the same
 shard count) and written whole by one worker with fixed names; a retried bundle rewrites
-identical files, and a run's output is complete only once `stats.json` exists.
+identical files, and a run folder is complete only once `stats.json` exists (written in one
+piece). Publishing a complete run folder is the job layer's step, not this stage's.
 """
 
 from __future__ import annotations
@@ -19,39 +20,19 @@ import fsspec
 import pyarrow.parquet as pq
 from webdataset import TarWriter
 
-from llavaforge.recipe import WriteConfig
+from llavaforge.config.sections import WriteConfig
+from llavaforge.crashpoint import stall_at
+from llavaforge.schemas.layout import (IMAGES_DIR, LLAVA_DIR, REJECTS_DIR, SAMPLES_DIR, STATS_FILE, WDS_DIR,
+                                       image_name, shard_path)
 from llavaforge.schemas.llava import llava_records
 from llavaforge.schemas.record import DUPLICATE_REASONS, ImageRecord, Reject
 from llavaforge.schemas.tables import REJECTS_SCHEMA, SAMPLES_SCHEMA, reject_row, sample_rows, to_table
+from llavaforge.storage import join, json_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
-OUTPUT_DIRS = ("samples", "wds", "llava", "images", "rejects")
-STATS_FILE = "stats.json"
-METRICS_FILE = "metrics.json"  # model throughput, written by the runner after the run
 # Fixed member mtime makes a shard's bytes depend only on its records.
 _TAR_MTIME = 0.0
-
-
-def join(prefix: str, *parts: str) -> str:
-    return "/".join([prefix.rstrip("/"), *parts])
-
-
-def clear_output(prefix: str) -> None:
-    """Make a prefix ready for a new run: stats.json first (the output is incomplete from
-    here on), then every output folder, so a rerun replaces and never duplicates."""
-    fs, root = fsspec.core.url_to_fs(prefix)
-    stats = join(root, STATS_FILE)
-    if fs.exists(stats):
-        fs.rm(stats)
-    metrics = join(root, METRICS_FILE)
-    if fs.exists(metrics):
-        fs.rm(metrics)
-    for name in OUTPUT_DIRS:
-        path = join(root, name)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    fs.makedirs(root, exist_ok=True)
 
 
 def shard_count(total: int, per_shard: int) -> int:
@@ -62,18 +43,13 @@ def shard_of(key: str, shards: int) -> int:
     return int(key[:8], 16) % shards
 
 
-def _shard_name(index: int) -> str:
-    return f"{index:05d}"
-
-
-def write_image_shard(prefix: str, index: int, records: list[ImageRecord]) -> dict[str, Any]:
+def write_image_shard(run_dir: str, index: int, records: list[ImageRecord]) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r.key)
-    name = _shard_name(index)
     rows = [row for r in records for row in sample_rows(r)]
-    with fsspec.open(join(prefix, "samples", f"{name}.parquet"), "wb") as f:
+    with fsspec.open(shard_path(run_dir, SAMPLES_DIR, index, "parquet"), "wb") as f:
         pq.write_table(to_table(rows, SAMPLES_SCHEMA), f)
     llava = []
-    with fsspec.open(join(prefix, "wds", f"{name}.tar"), "wb") as f:
+    with fsspec.open(shard_path(run_dir, WDS_DIR, index, "tar"), "wb") as f:
         tar = TarWriter(f, encoder=False, mtime=_TAR_MTIME)
         for record in records:
             entries = llava_records(record)
@@ -81,11 +57,12 @@ def write_image_shard(prefix: str, index: int, records: list[ImageRecord]) -> di
             tar.write({"__key__": record.key, record.image.format: record.image.data,
                        "json": json.dumps(entries, ensure_ascii=False).encode()})
         tar.close()
-    with fsspec.open(join(prefix, "llava", f"{name}.json"), "w", encoding="utf-8") as f:
+    with fsspec.open(shard_path(run_dir, LLAVA_DIR, index, "json"), "w", encoding="utf-8") as f:
         json.dump(llava, f, ensure_ascii=False, indent=1)
     for record in records:
-        with fsspec.open(join(prefix, "images", f"{record.key}.{record.image.format}"), "wb") as f:
+        with fsspec.open(join(run_dir, IMAGES_DIR, image_name(record.key, record.image.format)), "wb") as f:
             f.write(record.image.data)
+    stall_at("write-shard")
     tasks = Counter(r.get("task") for r in rows if r.get("task"))
     return {"shard": index, "images": len(records), "samples": len(rows), "tasks": dict(tasks)}
 
@@ -107,9 +84,9 @@ def reject_counts(rejects: Iterable[Reject]) -> dict[str, Any]:
             "rejects": {stage: dict(c) for stage, c in by_reason.items()}}
 
 
-def write_reject_shard(prefix: str, index: int, rejects: list[Reject]) -> dict[str, Any]:
+def write_reject_shard(run_dir: str, index: int, rejects: list[Reject]) -> dict[str, Any]:
     rejects = sorted(rejects, key=lambda r: (r.key, r.stage, r.reason, r.task or "", r.source_url, r.source_member))
-    with fsspec.open(join(prefix, "rejects", f"{_shard_name(index)}.parquet"), "wb") as f:
+    with fsspec.open(shard_path(run_dir, REJECTS_DIR, index, "parquet"), "wb") as f:
         pq.write_table(to_table([reject_row(r) for r in rejects], REJECTS_SCHEMA), f)
     return {"shard": index, "rows": len(rejects), **reject_counts(rejects)}
 
@@ -151,37 +128,36 @@ def build_stats(inputs: int, image_summaries: list[dict], reject_summaries: list
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, prefix: str, writer) -> None:
+    def __init__(self, run_dir: str, writer) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.run_dir = run_dir
         self.writer = writer
 
     def process(self, element: tuple[int, Iterable]) -> Iterator[dict[str, Any]]:
         index, items = element
-        summary = self.writer(self.prefix, index, list(items))
+        summary = self.writer(self.run_dir, index, list(items))
         log.info("wrote %s shard %05d: %s", self.writer.__name__, index,
                  {k: v for k, v in summary.items() if isinstance(v, int) and k != "shard"})
         yield summary
 
 
 class _WriteStatsFn(beam.DoFn):
-    def __init__(self, prefix: str, run_info: dict[str, Any]) -> None:
+    def __init__(self, run_dir: str, run_info: dict[str, Any]) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.run_dir = run_dir
         self.run_info = run_info
 
     def process(self, inputs: int, image_summaries, reject_summaries) -> Iterator[dict[str, Any]]:
         stats = build_stats(inputs, list(image_summaries), list(reject_summaries), self.run_info)
         stats["finished_at"] = time.time()
-        with fsspec.open(join(self.prefix, STATS_FILE), "w") as f:
-            json.dump(stats, f, indent=2, sort_keys=True)
+        write_atomic(join(self.run_dir, STATS_FILE), json_bytes(stats))
         yield stats
 
 
 class _ShardAndWrite(beam.PTransform):
-    def __init__(self, prefix: str, per_shard: int, writer) -> None:
+    def __init__(self, run_dir: str, per_shard: int, writer) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.run_dir = run_dir
         self.per_shard = per_shard
         self.writer = writer
 
@@ -193,7 +169,7 @@ class _ShardAndWrite(beam.PTransform):
                 lambda item, n: (shard_of(item.key, shard_count(n, self.per_shard)), item),
                 n=beam.pvalue.AsSingleton(total))
             | "GroupShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.prefix, self.writer))
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.run_dir, self.writer))
         )
 
 
@@ -201,17 +177,17 @@ class WriteOutputs(beam.PTransform):
     """{"records", "rejects", "inputs"} -> the run's stats (a one-element PCollection),
     after writing samples/, wds/, llava/ + images/, rejects/ and, last, stats.json."""
 
-    def __init__(self, prefix: str, config: WriteConfig, run_info: dict[str, Any]) -> None:
+    def __init__(self, run_dir: str, config: WriteConfig, run_info: dict[str, Any]) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.run_dir = run_dir
         self.config = config
         self.run_info = run_info
 
     def expand(self, pcolls):
         image_summaries = pcolls["records"] | "Images" >> _ShardAndWrite(
-            self.prefix, self.config.images_per_shard, write_image_shard)
+            self.run_dir, self.config.images_per_shard, write_image_shard)
         reject_summaries = pcolls["rejects"] | "Rejects" >> _ShardAndWrite(
-            self.prefix, self.config.rejects_per_shard, write_reject_shard)
+            self.run_dir, self.config.rejects_per_shard, write_reject_shard)
         return pcolls["inputs"] | "WriteStats" >> beam.ParDo(
-            _WriteStatsFn(self.prefix, self.run_info),
+            _WriteStatsFn(self.run_dir, self.run_info),
             beam.pvalue.AsList(image_summaries), beam.pvalue.AsList(reject_summaries))

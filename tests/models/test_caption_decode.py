@@ -8,7 +8,7 @@ import transformers as tf
 
 from llavaforge.models.caption_decode import BlipGreedyDecoder
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import CaptionerConfig
+from llavaforge.config.annotate import CaptionerConfig
 from llavaforge.models.handler import decode_rgb
 from llavaforge.models.tiny import _bert_tokenizer, _image_processor_size, _only_words, _small_text, _small_vit
 from tests.models.vision_samples import PHOTOS, photo

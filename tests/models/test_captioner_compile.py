@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llavaforge.models.captioner import CaptionerHandler, compile_vision_encoder, vision_encoder
-from llavaforge.models.config import CaptionerConfig
+from llavaforge.config.annotate import CaptionerConfig
 from llavaforge.models.loading import resolve_model_path
 from tests.models.vision_samples import mixed_sizes
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from llavaforge.models import handler as handler_module
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import CaptionerConfig, DetectorConfig, ModelConfig, TaggerConfig
+from llavaforge.config.annotate import CaptionerConfig, DetectorConfig, ModelConfig, TaggerConfig
 from llavaforge.models.detector import DetectorHandler
 from llavaforge.models.handler import (VisionModelHandler, decode_batch, image_size, is_jpeg, is_torchvision_backed,
                                        processor_image_kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import CaptionerConfig, DetectorConfig, TaggerConfig
+from llavaforge.config.annotate import CaptionerConfig, DetectorConfig, TaggerConfig
 from llavaforge.models.detector import DetectorHandler
 from llavaforge.models.tagger import TaggerHandler
 from llavaforge.schemas.record import Caption, DetectedObject, Tag

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from llavaforge.models import loading, tiny
-from llavaforge.models.config import CaptionerConfig, OcrConfig, TaggerConfig
+from llavaforge.config.annotate import CaptionerConfig, OcrConfig, TaggerConfig
 from llavaforge.models.loading import ModelLoadError
 from llavaforge.models.ocr import OcrHandler
 from llavaforge.models.tagger import TaggerHandler

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from llavaforge.models.config import OcrConfig, TaggerConfig
+from llavaforge.config.annotate import OcrConfig, TaggerConfig
 from llavaforge.models.ocr import OcrHandler
-from llavaforge.models.presets import VISION_PRESETS
+from llavaforge.config.presets import PRESETS
 from llavaforge.models.tagger import TaggerHandler
 from tests.models.vision_samples import photo, rendered_text
 
-OFFLINE = VISION_PRESETS["offline"].roles
+OFFLINE = PRESETS["offline"].roles
 
 
 @pytest.fixture(scope="module")

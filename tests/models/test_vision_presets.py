@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from llavaforge.models.presets import VISION_PRESETS, PresetError, describe_presets, effective_annotate_config
-from llavaforge.models.tiny import BUILDERS, TINY_PREFIX
-from llavaforge.models.config import AnnotateConfig
-from llavaforge.recipe import RecipeError, load_recipe
+from llavaforge.config.presets import LLM_ROLE, PRESETS, TINY_PREFIX, describe_presets
+from llavaforge.config.recipe import Recipe, RecipeError, load_recipe
+from llavaforge.models.tiny import BUILDERS
 
 
 def _effective(preset=None, **overrides):
-    recipe = load_recipe(None, {**({"preset": preset} if preset else {}), **overrides})
-    return effective_annotate_config(recipe.annotate, recipe.preset)
+    return load_recipe(None, {**({"preset": preset} if preset else {}), **overrides}).annotate
 
 
 def test_no_preset_no_roles():
@@ -22,7 +20,7 @@ def test_no_preset_no_roles():
 def test_offline_has_tagger_and_ocr_only():
     config = _effective("offline")
     assert [role for role, _ in config.active_roles()] == ["tagger", "ocr"]
-    assert "No captioner or detector" in VISION_PRESETS["offline"].description
+    assert "No captioner or detector" in PRESETS["offline"].description
 
 
 def test_recipe_fields_win_over_the_preset():
@@ -36,8 +34,8 @@ def test_recipe_fields_win_over_the_preset():
 def test_unknown_preset_names_the_field():
     with pytest.raises(RecipeError, match="`preset`.*'bogus'"):
         _effective("bogus")
-    with pytest.raises(PresetError, match="`preset`.*'bogus'"):
-        effective_annotate_config(AnnotateConfig(), "bogus")
+    with pytest.raises(ValueError, match="preset.*'bogus'"):
+        Recipe(preset="bogus")
 
 
 def test_bad_merged_value_names_the_field():
@@ -46,7 +44,7 @@ def test_bad_merged_value_names_the_field():
 
 
 def test_tiny_covers_every_hub_architecture():
-    hub_kinds = {entry.config["kind"] for entry in VISION_PRESETS["hub"].roles.values()} - {"rapidocr"}
+    hub_kinds = {entry.config["kind"] for role, entry in PRESETS["hub"].roles.items() if role != LLM_ROLE} - {"rapidocr"}
     tiny_kinds = {"blip", "git", "vision-encoder-decoder", "detr", "rt-detr", "owlv2", "clip", "classification"}
     assert hub_kinds <= tiny_kinds
     assert {"blip", "git", "vit-bert", "detr", "rt-detr", "owlv2", "clip", "vit-classifier"} <= set(BUILDERS)
@@ -54,7 +52,7 @@ def test_tiny_covers_every_hub_architecture():
 
 def test_describe_lists_every_preset_role_and_license():
     text = describe_presets()
-    for name, preset in VISION_PRESETS.items():
+    for name, preset in PRESETS.items():
         assert f"{name}:" in text
         for entry in preset.roles.values():
             assert entry.config["model"] in text and entry.license in text

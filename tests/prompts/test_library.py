@@ -3,7 +3,8 @@ import shutil
 import pytest
 
 from llavaforge.prompts import context
-from llavaforge.prompts.library import PACKAGED_LIBRARY, PromptError, load_library, prompt_library_fingerprint
+from llavaforge.config.prompts import PACKAGED_PROMPTS as PACKAGED_LIBRARY
+from llavaforge.prompts.library import PromptError, load_library
 
 KNOWN_HEADERS = (context.CAPTIONS_HEADER, context.OBJECTS_HEADER, context.OCR_HEADER, context.SOURCE_HEADER)
 
@@ -38,7 +39,7 @@ def test_an_edit_changes_the_version_and_the_fingerprint(tmp_path):
     folder = tmp_path / "prompts"
     shutil.copytree(PACKAGED_LIBRARY, folder)
     before = load_library(str(folder))
-    assert before.fingerprint == prompt_library_fingerprint()
+    assert before.fingerprint == load_library().fingerprint
     path = folder / "reasoning.yaml"
     path.write_text(path.read_text().replace("one hard question", "one difficult question"))
     after = load_library(str(folder))

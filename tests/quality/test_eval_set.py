@@ -4,7 +4,7 @@ import importlib.util
 from pathlib import Path
 
 from llavaforge.quality.checker import ConversationChecker
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.config.check import CheckConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import pytest
 from llavaforge.quality.checker import ConversationChecker
 from llavaforge.quality.finding import OCR_MISMATCH, UNGROUNDED_OBJECT, WRONG_COUNT
 from llavaforge.schemas.record import Annotations, Caption, Conversation, DetectedObject, OcrText, Tag, Turn
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.config.check import CheckConfig
 
 BOX = [0.0, 0.0, 1.0, 1.0]
 

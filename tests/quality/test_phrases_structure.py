@@ -4,7 +4,7 @@ from llavaforge.quality.finding import LEAKAGE, REFUSAL
 from llavaforge.quality.phrases import phrase_finding, phrase_pattern
 from llavaforge.quality.structure import structure_errors
 from llavaforge.schemas.record import Conversation, Turn
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.config.check import CheckConfig
 
 CONFIG = CheckConfig()
 LEAK = phrase_pattern(CONFIG.leakage.phrases, CONFIG.leakage.patterns)

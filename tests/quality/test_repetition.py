@@ -1,7 +1,7 @@
 from llavaforge.quality.checker import ConversationChecker
 from llavaforge.quality.repetition import repetition_finding, truncation_finding
 from llavaforge.schemas.record import Annotations, Conversation, Turn
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.config.check import CheckConfig
 
 
 def conversation(*values, task="conversation"):

@@ -7,7 +7,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from llavaforge.pipelines.build import build_pipeline
-from llavaforge.recipe import Recipe
+from llavaforge.config.recipe import Recipe
 from llavaforge.runners.dataflow import DataflowConfig, dataflow_args, gpu_stage_hints, with_gpu_hints
 
 ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"

@@ -16,9 +16,13 @@ from llavaforge.runners.dataflow import GpuStageOptions
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
+# Options of the command line only: a template launch always runs the job.
+DRIVER_ONLY = {"help", "dry_run"}
+
+
 def nightly_options() -> dict[str, argparse.Action]:
     sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return {a.dest: a for a in sub.choices["nightly"]._actions if a.option_strings and a.dest != "help"}
+    return {a.dest: a for a in sub.choices["nightly"]._actions if a.option_strings and a.dest not in DRIVER_ONLY}
 
 
 def gpu_stage_options() -> set[str]:

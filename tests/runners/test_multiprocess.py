@@ -11,10 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from llavaforge.recipe import Recipe
-from llavaforge.runners.local import run
+from llavaforge.config.recipe import Recipe
+from llavaforge.jobs.run import run
+from llavaforge.jobs.verify import verify
 from llavaforge.runners.portable import WORKER_SCRIPT, job_service, portable_args
-from llavaforge.verify import verify
+from tests.conftest import published_dir
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 INPUTS = [str(EXAMPLES / "sample-000.tar"), str(EXAMPLES / "sample-001.parquet")]
@@ -28,9 +29,10 @@ def recipe() -> Recipe:
 
 def outcome(output: str) -> tuple[dict, set[str], list[tuple]]:
     assert verify(output).ok, verify(output).problems
-    stats = json.loads((Path(output) / "stats.json").read_text())
-    keys = {k for p in Path(output, "samples").glob("*.parquet") for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()}
-    rejects = sorted((r["key"], r["stage"], r["reason"]) for p in Path(output, "rejects").glob("*.parquet")
+    run_dir = published_dir(output)
+    stats = json.loads((run_dir / "stats.json").read_text())
+    keys = {k for p in (run_dir / "samples").glob("*.parquet") for k in pq.read_table(p, columns=["key"]).column("key").to_pylist()}
+    rejects = sorted((r["key"], r["stage"], r["reason"]) for p in (run_dir / "rejects").glob("*.parquet")
                      for r in pq.read_table(p).to_pylist())
     return {k: stats[k] for k in COUNTS}, keys, rejects
 

@@ -11,11 +11,10 @@ from apache_beam.testing.util import assert_that
 
 from llavaforge.models import loading
 from llavaforge.models.captioner import CaptionerHandler
-from llavaforge.models.config import AnnotateConfig, CaptionerConfig
-from llavaforge.models.presets import effective_annotate_config
-from llavaforge.recipe import load_recipe
+from llavaforge.config.annotate import AnnotateConfig, CaptionerConfig
+from llavaforge.config.recipe import load_recipe
 from llavaforge.transforms.annotate import (
-    SOURCE_MODEL, Annotate, AnnotateRole, annotate_stage, with_source_captions)
+    SOURCE_MODEL, Annotate, AnnotateRole, with_source_captions)
 from tests.models.vision_samples import mixed_sizes, poisoned, record_of
 from tests.conftest import image_bytes
 
@@ -24,7 +23,7 @@ TINY_BLIP = CaptionerConfig(model="llavaforge-tiny/blip", max_new_tokens=4, max_
 
 def _tiny_config(**overrides) -> AnnotateConfig:
     recipe = load_recipe(None, {"preset": "tiny", **overrides})
-    return effective_annotate_config(recipe.annotate, recipe.preset)
+    return recipe.annotate
 
 
 _collected: dict[str, list] = {}
@@ -92,9 +91,3 @@ def test_same_model_twice_loads_once(monkeypatch):
     records, _ = _run(TwoCaptioners(), mixed_sizes()[:2])
     assert len(loads) == 1
     assert all(len(r.annotations.captions) >= 2 for r in records.values())
-
-
-def test_annotate_stage_runs_without_roles_for_source_captions():
-    assert annotate_stage(load_recipe())._config.active_roles() == []
-    assert annotate_stage(load_recipe(None, {"preset": "tiny", "annotate.captioner.enabled": False})) is not None
-    assert isinstance(annotate_stage(load_recipe(None, {"preset": "offline"})), Annotate)

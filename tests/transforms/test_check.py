@@ -2,10 +2,10 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from llavaforge.recipe import Recipe
+from llavaforge.config.recipe import Recipe
 from llavaforge.schemas.record import Annotations, Caption, Conversation, DetectedObject, Turn
-from llavaforge.transforms.check import Check, check_stage
-from llavaforge.transforms.check_config import CheckConfig
+from llavaforge.transforms.check import Check
+from llavaforge.config.check import CheckConfig
 from tests.conftest import make_record
 
 DOG = Annotations(objects=[DetectedObject("dog", 0.9, [0, 0, 1, 1], "detr")],
@@ -51,11 +51,3 @@ def test_flag_severity_keeps_the_sample_with_its_flag():
                     equal_to([("a", "conversation", ()), ("a", "reasoning", ("ungrounded_object",)),
                               ("b", "conversation", ())]), label="flags")
         assert_that(rejects, equal_to([]), label="no rejects")
-
-
-def test_check_stage_is_none_only_when_everything_is_off():
-    assert isinstance(check_stage(Recipe()), Check)
-    assert check_stage(Recipe.model_validate({"check": {"enabled": False}})) is None
-    off = {name: {"enabled": False} for name in ("structure", "refusal", "leakage", "objects", "counts", "ocr",
-                                                  "repetition", "truncated")}
-    assert check_stage(Recipe.model_validate({"check": off})) is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llavaforge.recipe import DecodeConfig
+from llavaforge.config.sections import DecodeConfig
 from llavaforge.schemas.record import ImageRecord, RawSample, Reject, Source, content_key
 from llavaforge.transforms.decode import decode_sample
 from tests.conftest import image_bytes

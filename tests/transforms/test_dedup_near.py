@@ -8,9 +8,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image, ImageFilter
 
-from llavaforge.recipe import Recipe
+from llavaforge.config.recipe import Recipe
 from llavaforge.schemas.record import ImageInfo, ImageRecord, Source, content_key
-from llavaforge.transforms.dedup import NearDedup, band_keys, hash_bands, near_dedup_stage
+from llavaforge.transforms.dedup import NearDedup, band_keys, hash_bands
 from tests.conftest import EXAMPLES
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "text")
@@ -88,9 +88,3 @@ def test_copies_are_caught_and_different_images_are_not():
         assert_that(rejects | beam.Map(lambda r: (r.source_member, r.stage, r.reason, r.detail.split()[3])),
                     equal_to([(m, "dedup", "near_duplicate", keys[kept_member])
                               for m, kept_member in copies.items()]), label="rejects")
-
-
-def test_stage_follows_recipe():
-    assert near_dedup_stage(Recipe()) is None
-    stage = near_dedup_stage(Recipe.model_validate({"dedup": {"near": {"enabled": True, "max_distance": 4}}}))
-    assert isinstance(stage, NearDedup)

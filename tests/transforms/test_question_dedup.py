@@ -2,10 +2,10 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from llavaforge.recipe import Recipe
+from llavaforge.config.recipe import Recipe
 from llavaforge.schemas.record import Conversation, Turn
-from llavaforge.transforms.check_config import QuestionDedupConfig
-from llavaforge.transforms.question_dedup import QuestionDedup, question_dedup_stage
+from llavaforge.config.check import QuestionDedupConfig
+from llavaforge.transforms.question_dedup import QuestionDedup
 from tests.conftest import make_record
 
 
@@ -46,8 +46,3 @@ def test_keeps_first_copies_in_source_order_and_rejects_the_rest():
         _, strict = p | "Again" >> beam.Create(records()) | "OneCopy" >> QuestionDedup(one_copy)
         assert_that(strict | beam.Filter(lambda r: r.task) | beam.Map(lambda r: r.key[0]),
                     equal_to(["1", "2", "3", "6"]), label="one copy")
-
-
-def test_stage_follows_recipe():
-    assert isinstance(question_dedup_stage(Recipe()), QuestionDedup)
-    assert question_dedup_stage(Recipe.model_validate({"check": {"questions": {"enabled": False}}})) is None

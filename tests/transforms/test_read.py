@@ -4,7 +4,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from llavaforge.recipe import ReadConfig
+from llavaforge.config.sections import ReadConfig
 from llavaforge.schemas.record import RawSample, Reject
 from llavaforge.transforms.read import InputError, ReadShardFn, ReadShards, group_members, match_inputs
 from tests.conftest import image_bytes, tar_bytes, write_parquet, write_tar
@@ -102,7 +102,7 @@ def test_parquet_bytes_struct_path_and_nulls(tmp_path):
     out = read(url, config)
     assert members_of(out) == ["r1", "r2"]
     assert next(o for o in out if o.source.member == "r1").source.texts == ["first"]
-    assert reasons_of(out) == ["null_image", "unreadable_image_path"]
+    assert reasons_of(out) == ["image_path_not_allowed", "null_image"]
 
 
 def test_parquet_raw_bytes_column_on_memory(memfs, tmp_path):

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from llavaforge.recipe import ReadConfig
+from llavaforge.config.sections import ReadConfig
 from llavaforge.transforms.read import ReadShardFn
 from tests.conftest import write_parquet, write_tar
 

@@ -9,15 +9,15 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from llavaforge.models.llm.base import Generation
-from llavaforge.models.llm.presets import effective_synthesize_config
 from llavaforge.prompts.library import load_library
-from llavaforge.recipe import RecipeError, WriteConfig, load_recipe
+from llavaforge.config.recipe import RecipeError, load_recipe
+from llavaforge.config.sections import WriteConfig
 from llavaforge.schemas.llava import IMAGE_TOKEN, conversation_errors
 from llavaforge.schemas.record import Annotations, Caption, Conversation, DetectedObject, ImageInfo, ImageRecord, \
     OcrText, Source, Tag
-from llavaforge.transforms.synthesize import STAGE, Synthesize, outcome, plan_requests, synthesize_stage
+from llavaforge.transforms.synthesize import STAGE, Synthesize, outcome, plan_requests
 from llavaforge.transforms.write import WriteOutputs
-from llavaforge.verify import verify
+from llavaforge.jobs.verify import verify_run as verify
 from tests.conftest import EXAMPLES, make_record
 from tests.models.llm.fault_server import FaultServer
 
@@ -32,7 +32,7 @@ def described(i: int, caption: str = "A dog runs on a beach.") -> ImageRecord:
 
 def config_for(overrides):
     recipe = load_recipe(None, overrides)
-    return effective_synthesize_config(recipe.synthesize, recipe.preset)
+    return recipe.synthesize
 
 
 def run_and_write(records, config, output: Path, check_records, check_rejects, seed: int = 0):
@@ -88,13 +88,6 @@ def test_outcome_rejects_unparseable_copied_and_failed_requests():
     assert copied.reason == "copied_example" and copied.task == "detail"
     (_, failed), _ = result_for("", error="gave up after 3 attempt(s): HTTP 500")
     assert failed.reason == "llm_error" and "HTTP 500" in failed.detail
-
-
-def test_stage_is_off_without_tasks_and_checks_task_files():
-    assert synthesize_stage(load_recipe(None, {})) is None
-    assert isinstance(synthesize_stage(load_recipe(None, {"preset": "tiny"})), Synthesize)
-    with pytest.raises(RecipeError, match="ocr_qa"):
-        synthesize_stage(load_recipe(None, {"preset": "tiny", "synthesize.tasks": ["ocr_qa"]}))
 
 
 def test_tiny_end_to_end_gibberish_becomes_unparseable_rejects_and_balances(tmp_path):

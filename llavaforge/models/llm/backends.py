@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llavaforge.models.llm.base import LlmHandler
-from llavaforge.models.llm.config import SynthesizeConfig
+from llavaforge.config.synthesize import SynthesizeConfig
 
 
 def make_llm_handler(config: SynthesizeConfig, seed: int = 0) -> LlmHandler:

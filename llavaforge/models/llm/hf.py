@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest, Message
-from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.local_models import resolve_model
 from llavaforge.models.llm.static_decode import (DecodeRow, StaticDecoder, TokenPicker, stacked_prefix_kv,
                                                   unsupported_reason)
@@ -222,7 +222,7 @@ class HfGenerator:
 class HfLlmHandler(LlmHandler[HfGenerator]):
     backend = "hf"
 
-    def load_model(self) -> HfGenerator:
+    def load(self) -> HfGenerator:
         return HfGenerator.load(self.model_name, self.config, self.max_new_tokens, self.sampling,
                                 self.max_batch_size)
 

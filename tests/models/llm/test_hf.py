@@ -1,9 +1,10 @@
 import pytest
 
 from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.hf import HfGenerator, HfLlmHandler, completion_prompt
-from llavaforge.models.llm.local_models import TINY_QWEN2, resolve_model
+from llavaforge.config.presets import TINY_QWEN2
+from llavaforge.models.llm.local_models import resolve_model
 from llavaforge.prompts.library import load_library
 
 

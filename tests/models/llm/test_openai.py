@@ -1,7 +1,7 @@
 import pytest
 
 from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import OpenAiBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import OpenAiBackendConfig, SamplingConfig
 from llavaforge.models.llm.openai_backend import (OpenAiClient, OpenAiLlmHandler, backoff_delay, read_api_key,
                                                   retry_after_seconds)
 from tests.models.llm.fault_server import FaultServer

@@ -1,13 +1,14 @@
 import pytest
 
-from llavaforge.models.llm.config import HfBackendConfig, SynthesizeConfig
-from llavaforge.models.llm.presets import LLM_PRESETS, describe_llm_presets, effective_synthesize_config
-from llavaforge.recipe import RecipeError, load_recipe
+from llavaforge.config.presets import LLM_ROLE, PRESETS, describe_presets
+from llavaforge.config.recipe import RecipeError, load_recipe
+from llavaforge.config.synthesize import HfBackendConfig, SynthesizeConfig
+
+LLM_PRESETS = {name: preset.roles[LLM_ROLE].config for name, preset in PRESETS.items()}
 
 
 def effective(overrides=None):
-    recipe = load_recipe(None, overrides or {})
-    return effective_synthesize_config(recipe.synthesize, recipe.preset)
+    return load_recipe(None, overrides or {}).synthesize
 
 
 def test_synthesis_is_off_without_tasks_or_preset():
@@ -39,7 +40,7 @@ def test_tasks_without_a_model_and_unknown_presets_name_the_field():
     with pytest.raises(RecipeError, match="synthesize.model"):
         effective({"synthesize.tasks": ["detail"]})
     with pytest.raises(RecipeError, match="`preset`"):
-        effective_synthesize_config(SynthesizeConfig(), "huge")
+        effective({"preset": "huge"})
 
 
 @pytest.mark.parametrize("overrides, field", [
@@ -72,13 +73,13 @@ def test_every_field_is_documented():
     walk(SynthesizeConfig)
 
 
-def test_describe_names_every_preset_model():
-    text = describe_llm_presets()
-    for values in LLM_PRESETS.values():
-        assert values["model"] in text
+def test_describe_names_every_preset_model_with_size_and_license():
+    text = describe_presets()
+    for preset in PRESETS.values():
+        entry = preset.roles[LLM_ROLE]
+        assert entry.config["model"] in text and entry.size in text and entry.license in text
 
 
 def test_lowering_max_batch_size_lowers_the_presets_full_batch_minimum():
-    recipe = load_recipe(None, {"preset": "tiny", "synthesize.max_batch_size": 4})
-    config = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    config = effective({"preset": "tiny", "synthesize.max_batch_size": 4})
     assert (config.min_batch_size, config.max_batch_size) == (4, 4)

@@ -4,9 +4,9 @@ import transformers as tf
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import HfBackendConfig, SamplingConfig
+from llavaforge.config.synthesize import HfBackendConfig, SamplingConfig
 from llavaforge.models.llm.hf import HfGenerator
-from llavaforge.models.llm.local_models import TINY_QWEN2
+from llavaforge.config.presets import TINY_QWEN2
 from llavaforge.models.llm.static_decode import TokenPicker, batch_bucket, grouped_sdpa, unsupported_reason
 from llavaforge.prompts.library import load_library
 

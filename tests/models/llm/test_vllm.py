@@ -3,17 +3,16 @@ import importlib.util
 import pytest
 
 from llavaforge.models.llm.backends import make_llm_handler
-from llavaforge.models.llm.config import SamplingConfig, VllmBackendConfig
-from llavaforge.models.llm.presets import effective_synthesize_config
+from llavaforge.config.synthesize import SamplingConfig, VllmBackendConfig
 from llavaforge.models.llm.vllm_backend import VllmLlmHandler, vllm_llm_kwargs, vllm_sampling_kwargs
-from llavaforge.recipe import load_recipe
+from llavaforge.config.recipe import load_recipe
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 
 def test_hub_recipe_validates_and_picks_the_vllm_handler():
     recipe = load_recipe(None, {"preset": "hub", "synthesize.vllm.max_model_len": 4096})
-    config = effective_synthesize_config(recipe.synthesize, recipe.preset)
+    config = recipe.synthesize
     handler = make_llm_handler(config, seed=3)
     assert isinstance(handler, VllmLlmHandler)
     assert handler.batch_elements_kwargs()["max_batch_size"] == config.max_batch_size

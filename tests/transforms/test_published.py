@@ -6,7 +6,8 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from llavaforge.pipelines.published import DropPublished, read_key_index, write_key_index
+from llavaforge.schemas.key_index import read_key_index, write_key_index
+from llavaforge.transforms.published import DropPublished
 from llavaforge.schemas.record import ImageInfo, ImageRecord, Source
 
 

@@ -1,12 +1,13 @@
-"""The base of every recipe section: typed, strict, and documented field by field."""
+"""The base of every recipe section: typed, strict, immutable, documented field by field."""
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are errors, so a typo in a recipe never passes silently."""
+    """Unknown fields are errors, so a typo in a recipe never passes silently. Frozen: a recipe
+    is validated and hashed once, so nothing may change it afterwards."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BatchBounds(StrictModel):

@@ -1,8 +1,13 @@
-"""Named points where a nightly run can be made to stall, so a test can kill the process
-there deterministically (SIGKILL, not a mocked exception).
+"""Named points where a run can be made to stall, so a test can kill the process there
+deterministically (SIGKILL, not a mocked exception).
 
 Inert unless the environment variable LLAVAFORGE_STALL_AT is `<point>:<marker file>`: the
 process reaching that point creates the marker file and sleeps until it is killed.
+
+Points, in the order a run reaches them: `publish-filter` (nightly: filtering images published
+before), `write-shard` (an image shard of the run folder written), `before-commit` (the run
+folder is complete and verified, its ledger entry not yet written), `after-commit` (published,
+superseded output not yet removed, lease not yet released).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 STALL_ENV = "LLAVAFORGE_STALL_AT"
 STALL_SECONDS = 600.0
-POINTS = ("publish-filter", "before-ledger")
+POINTS = ("publish-filter", "write-shard", "before-commit", "after-commit")
 
 
 def stall_at(point: str) -> None:

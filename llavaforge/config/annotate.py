@@ -2,7 +2,7 @@
 
 Every field has a default so that a recipe can change one option of a preset's model
 (`--set annotate.captioner.max_batch_size=8`) without restating the rest; the preset
-supplies the remaining fields (see `llavaforge.models.presets.effective_annotate_config`).
+supplies the remaining fields (see `llavaforge.config.presets`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from llavaforge.schemas.config import BatchBounds, StrictModel
+from llavaforge.config.base import BatchBounds, StrictModel
 
 Device = Literal["cpu", "cuda"]
 DType = Literal["fp32", "bf16", "fp16"]

@@ -1,4 +1,9 @@
-"""`llavaforge verify PREFIX`: recompute a run's accounting from its files alone."""
+"""`llavaforge verify PREFIX`: recompute a run's accounting from its files alone.
+
+Given a prefix, it verifies what the ledger publishes (the latest run folder of a `run`
+prefix, every run folder of a `nightly` prefix) and names the run folders that are not
+published (a crashed or running job); given a run folder, that folder.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,13 @@ import fsspec
 import pyarrow.parquet as pq
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
+from llavaforge.jobs.ledger import Ledger
+from llavaforge.jobs.prefix import OutputPrefix
+from llavaforge.schemas.layout import IMAGES_DIR, LLAVA_DIR, REJECTS_DIR, SAMPLES_DIR, STATS_FILE, WDS_DIR
 from llavaforge.schemas.llava import llava_record_errors
 from llavaforge.schemas.record import Reject
-from llavaforge.transforms.write import STATS_FILE, join, reject_counts
+from llavaforge.storage import join
+from llavaforge.transforms.write import reject_counts
 
 _MAX_LISTED = 10
 
@@ -22,6 +31,7 @@ _MAX_LISTED = 10
 class VerifyReport:
     counts: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was verified, and what is not published
 
     @property
     def ok(self) -> bool:
@@ -40,7 +50,7 @@ def _check_samples(fs, root: str, report: VerifyReport) -> set[str]:
     ids: Counter = Counter()
     shard_of_key: dict[str, str] = {}
     rows = 0
-    for path in _files(fs, root, "samples", ".parquet"):
+    for path in _files(fs, root, SAMPLES_DIR, ".parquet"):
         with fs.open(path, "rb") as f:
             table = pq.read_table(f, columns=["id", "key", "image", "conversations"])
         for row in table.to_pylist():
@@ -61,7 +71,7 @@ def _check_samples(fs, root: str, report: VerifyReport) -> set[str]:
 
 def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
     keys: set[str] = set()
-    for path in _files(fs, root, "wds", ".tar"):
+    for path in _files(fs, root, WDS_DIR, ".tar"):
         members: dict[str, set[str]] = {}
         with fs.open(path, "rb") as f:
             for item in tar_file_iterator(f):
@@ -82,9 +92,9 @@ def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
 
 def _check_llava(fs, root: str, report: VerifyReport) -> set[str]:
     keys: set[str] = set()
-    images = {p.rsplit("/", 1)[-1] for p in _files(fs, root, "images", "")}
+    images = {p.rsplit("/", 1)[-1] for p in _files(fs, root, IMAGES_DIR, "")}
     records = 0
-    for path in _files(fs, root, "llava", ".json"):
+    for path in _files(fs, root, LLAVA_DIR, ".json"):
         with fs.open(path, "r") as f:
             data = json.load(f)
         if not isinstance(data, list):
@@ -107,21 +117,52 @@ def _check_llava(fs, root: str, report: VerifyReport) -> set[str]:
 
 def _read_rejects(fs, root: str) -> list[Reject]:
     rejects = []
-    for path in _files(fs, root, "rejects", ".parquet"):
+    for path in _files(fs, root, REJECTS_DIR, ".parquet"):
         with fs.open(path, "rb") as f:
             rejects.extend(Reject(**row) for row in pq.read_table(f).to_pylist())
     return rejects
 
 
-def verify(prefix: str) -> VerifyReport:
+def verify(target: str) -> VerifyReport:
+    """Verify an output prefix (what its ledger publishes) or one run folder."""
+    prefix = OutputPrefix.of(target)
+    if prefix.marker() is None:
+        return verify_run(target)
     report = VerifyReport()
-    fs, root = fsspec.core.url_to_fs(prefix)
+    ledger = Ledger.load(prefix)
+    published = ledger.published_folders()
+    if not published:
+        report.problem(f"{target}: nothing is published yet (no ledger entry)")
+    for entry in ledger.runs:
+        if entry.output not in published:
+            continue
+        run_report = verify_run(prefix.url_of(entry.output), expected_run_id=entry.run_id)
+        report.notes.append(f"published   {entry.output} (ledger entry {entry.seq}, run {entry.run_id})")
+        report.problems += [f"{entry.output}: {p}" for p in run_report.problems]
+        for name, value in run_report.counts.items():
+            if isinstance(value, int):
+                report.counts[name] = report.counts.get(name, 0) + value
+    for folder in prefix.run_folders():
+        if folder not in {r.output for r in ledger.runs}:
+            report.notes.append(f"unpublished {folder} (no ledger entry: a crashed, failed or running job; the "
+                                f"next job on this prefix removes it)")
+        elif folder not in published:
+            report.notes.append(f"superseded  {folder} (replaced by a later run; the next job removes it)")
+    return report
+
+
+def verify_run(run_dir: str, expected_run_id: str = "") -> VerifyReport:
+    """Recompute one run folder's accounting from its files and compare with its stats.json."""
+    report = VerifyReport()
+    fs, root = fsspec.core.url_to_fs(run_dir)
     stats_path = join(root, STATS_FILE)
     if not fs.exists(stats_path):
-        report.problem(f"{prefix}: no {STATS_FILE}: the run did not complete")
+        report.problem(f"{run_dir}: no {STATS_FILE}: the run did not complete")
         return report
     with fs.open(stats_path, "r") as f:
         stats = json.load(f)
+    if expected_run_id and stats.get("run_id") != expected_run_id:
+        report.problem(f"stats.json belongs to run {stats.get('run_id')}, the ledger names run {expected_run_id}")
     sample_keys = _check_samples(fs, root, report)
     wds_keys = _check_wds(fs, root, report)
     llava_keys = _check_llava(fs, root, report)

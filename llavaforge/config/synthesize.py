@@ -1,7 +1,7 @@
 """Recipe section `synthesize`: which task types the LLM writes, with which backend.
 
-Synthesis is off while `tasks` is empty; a preset (see `presets.py`) fills it in, and every
-field written in the recipe wins over the preset.
+Synthesis is off while `tasks` is empty; a preset (see `config/presets.py`) fills it in, and
+every field written in the recipe wins over the preset.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from llavaforge.schemas.config import BatchBounds, StrictModel
+from llavaforge.config.base import BatchBounds, StrictModel
 
 DEFAULT_TASK_WEIGHTS = {"conversation": 58.0, "detail": 23.0, "reasoning": 77.0}
 
@@ -164,6 +164,18 @@ class SynthesizeConfig(BatchBounds):
             raise ValueError("weights must be >= 0")
         return v
 
+    @model_validator(mode="after")
+    def _model_when_on(self) -> "SynthesizeConfig":
+        if self.tasks and not self.model:
+            raise ValueError("synthesize.model is required when synthesize.tasks is set without a preset")
+        return self
+
     @property
     def enabled(self) -> bool:
         return bool(self.tasks)
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the LLM is loaded on a GPU by this process (vLLM, or hf on cuda); an
+        OpenAI-compatible endpoint, or hf on `auto`/`cpu`, needs no GPU worker."""
+        return self.backend == "vllm" or (self.backend == "hf" and self.hf.device == "cuda")

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llavaforge.pipelines.crashpoint import STALL_ENV
-from llavaforge.pipelines.ledger import Ledger, fingerprint, fingerprint_id
-from llavaforge.pipelines.nightly import cross_run_duplicates, nightly, status
-from llavaforge.pipelines.published import read_key_index
-from llavaforge.recipe import Recipe, load_recipe
+from llavaforge.config.recipe import Recipe, load_recipe
+from llavaforge.crashpoint import STALL_ENV
+from llavaforge.jobs.ledger import Ledger, fingerprint, fingerprint_id
+from llavaforge.jobs.nightly import nightly
+from llavaforge.jobs.status import cross_run_duplicates, status
+from llavaforge.jobs.verify import verify
+from llavaforge.schemas.key_index import read_key_index
 from llavaforge.schemas.record import content_key
-from llavaforge.verify import verify
 
 REPO = Path(__file__).resolve().parents[2]
 DATE = "2024-05-01"
@@ -48,11 +49,11 @@ def write_shard(path: Path, seeds: list[int]) -> set[str]:
 
 def published_keys(prefix: str) -> set[str]:
     ledger = Ledger.load(prefix)
-    return {key for r in ledger.runs for key, _ in read_key_index(ledger.path(r.keys_index))}
+    return {key for r in ledger.runs for key, _ in read_key_index(ledger.prefix.url_of(r.keys_index))}
 
 
 def assert_verified(result) -> None:
-    report = verify(result.output)
+    report = verify(result.job.run_dir)
     assert report.ok, report.problems
 
 
@@ -71,12 +72,13 @@ def test_second_run_processes_only_new_and_changed_shards(shards, tmp_path):
 
     first = nightly([str(folder / "*.tar")], prefix, recipe, DATE)
     assert sorted(Path(u).name for u in first.plan.todo) == ["a.tar", "b.tar"]
-    assert first.stats["images_written"] == 4
-    assert first.output.endswith(f"dt={DATE}/run-{first.run.run_id}")
+    assert first.job.stats["images_written"] == 4
+    assert first.job.run_dir.endswith(f"dt={DATE}/run-{first.job.run_id}")
     assert_verified(first)
     ledger_files = sorted(p.name for p in Path(prefix, "_ledger").iterdir())
-    assert ledger_files == ["keys", f"run-{first.run.run_id}.json"]
-    entry = json.loads(Path(prefix, "_ledger", ledger_files[1]).read_text())
+    assert ledger_files == ["00000001.json", "keys"]
+    entry = json.loads(Path(prefix, "_ledger", ledger_files[0]).read_text())
+    assert entry["run_id"] == first.job.run_id and entry["output"] == f"dt={DATE}/run-{first.job.run_id}"
     assert entry["keys"] == 4 and {s["recipe_hash"] for s in entry["shards"]} == {recipe.hash()}
 
     keys["c"] = write_shard(folder / "c.tar", [5, 6])
@@ -84,10 +86,10 @@ def test_second_run_processes_only_new_and_changed_shards(shards, tmp_path):
     assert [Path(u).name for u in second.plan.todo] == ["c.tar"]
     assert second.plan.reasons == {second.plan.todo[0]: "new"}
     assert len(second.plan.done) == 2
-    assert second.stats["inputs"] == 2 and second.stats["images_written"] == 2
+    assert second.job.stats["inputs"] == 2 and second.job.stats["images_written"] == 2
     assert_verified(second)
 
-    assert nightly([str(folder / "*.tar")], prefix, recipe, "2024-05-03").run is None
+    assert nightly([str(folder / "*.tar")], prefix, recipe, "2024-05-03").job is None
 
     # b.tar rewritten: one image already published, one new.
     time.sleep(0.01)  # a distinct mtime even where the clock is coarse
@@ -95,19 +97,19 @@ def test_second_run_processes_only_new_and_changed_shards(shards, tmp_path):
     third = nightly([str(folder / "*.tar")], prefix, recipe, "2024-05-04")
     assert [Path(u).name for u in third.plan.todo] == ["b.tar"]
     assert third.plan.reasons[third.plan.todo[0]] == "changed"
-    assert third.stats["images_written"] == 1 and third.stats["duplicates"] == 1
-    assert third.stats["rejects"]["published"] == {"duplicate": 1}
+    assert third.job.stats["images_written"] == 1 and third.job.stats["duplicates"] == 1
+    assert third.job.stats["rejects"]["published"] == {"duplicate": 1}
     assert_verified(third)
 
     assert published_keys(prefix) == keys["a"] | keys["b"] | keys["c"] | keys["b2"]
     assert cross_run_duplicates(Ledger.load(prefix)) == {}
     text = status(prefix)
     assert "3 runs" in text
-    assert "3 known: 3 done, 0 pending under the current recipe, 0 failed" in text
+    assert "3 known: 3 done, 0 to retry, 0 failed, 0 pending under the current recipe" in text
     assert "counts      inputs 8  written 7  rejected 0  duplicates 1" in text
-    assert f"last success {third.run.run_id}" in text
+    assert f"last success {third.job.run_id}" in text
     assert "published twice: 0 keys" in text
-    assert "incomplete" not in text
+    assert "unpublished" not in text
 
 
 def test_recipe_change_needs_opt_in(shards, tmp_path):
@@ -117,30 +119,35 @@ def test_recipe_change_needs_opt_in(shards, tmp_path):
     changed = load_recipe(overrides={"decode.min_side": 40})
 
     skipped = nightly([str(folder / "a.tar")], prefix, changed, DATE)
-    assert skipped.run is None and len(skipped.plan.pending_recipe) == 1
+    assert skipped.job is None and len(skipped.plan.pending_recipe) == 1
 
-    redone = nightly([str(folder / "a.tar")], prefix, changed, DATE, reprocess="changed-recipe")
+    redone = nightly([str(folder / "a.tar")], prefix, changed, DATE, reprocess=["changed-recipe"])
     assert redone.plan.reasons == {redone.plan.todo[0]: "recipe"}
     # published under the old recipe does not make it a duplicate under the new one
-    assert redone.stats["images_written"] == 2 and redone.stats["duplicates"] == 0
+    assert redone.job.stats["images_written"] == 2 and redone.job.stats["duplicates"] == 0
     assert_verified(redone)
-    assert "1 known: 1 done, 0 pending" in status(prefix)
+    assert "1 known: 1 done, 0 to retry, 0 failed, 0 pending" in status(prefix)
 
 
-def test_failed_shard_is_recorded_and_retried(shards, tmp_path):
+def test_failed_shard_is_recorded_and_retried_on_request(shards, tmp_path):
     folder, _ = shards
     (folder / "broken.tar").write_bytes(b"not a tar at all" * 40)
     prefix = str(tmp_path / "out")
     first = nightly([str(folder / "*.tar")], prefix, Recipe(), DATE)
-    outcomes = {Path(s.url).name: s.outcome for s in first.run.shards}
+    outcomes = {Path(s.url).name: s.outcome for s in first.job.entry.shards}
     assert outcomes == {"a.tar": "done", "b.tar": "done", "broken.tar": "failed"}
     assert "1 failed" in status(prefix) and "broken.tar" in status(prefix)
-    retry = nightly([str(folder / "*.tar")], prefix, Recipe(), DATE)
+    left = nightly([str(folder / "*.tar")], prefix, Recipe(), DATE)
+    assert left.job is None and [Path(u).name for u in left.plan.failed] == ["broken.tar"]
+    retry = nightly([str(folder / "*.tar")], prefix, Recipe(), DATE, reprocess=["failed"])
     assert [Path(u).name for u in retry.plan.todo] == ["broken.tar"]
-    assert retry.plan.reasons[retry.plan.todo[0]] == "retry"
+    assert retry.plan.reasons[retry.plan.todo[0]] == "failed"
+    (folder / "broken.tar").write_bytes(b"still not a tar, but changed" * 40)
+    changed = nightly([str(folder / "*.tar")], prefix, Recipe(), DATE)
+    assert changed.plan.reasons == {changed.plan.todo[0]: "changed"}
 
 
-@pytest.mark.parametrize("point", ["publish-filter", pytest.param("before-ledger", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("point", ["publish-filter", pytest.param("before-commit", marks=pytest.mark.slow)])
 def test_killed_run_leaves_no_ledger_entry_and_next_run_completes_it(shards, tmp_path, point):
     folder, keys = shards
     prefix = str(tmp_path / "out")
@@ -167,13 +174,14 @@ def test_killed_run_leaves_no_ledger_entry_and_next_run_completes_it(shards, tmp
     assert len(ledger.runs) == 1
     run_dirs = sorted(Path(prefix).glob("dt=2024-05-02/run-*"))
     assert len(run_dirs) == 1
-    if point == "before-ledger":  # outputs complete and verified, only the ledger entry missing
+    if point == "before-commit":  # outputs complete and verified, only the ledger entry missing
         assert verify(str(run_dirs[0])).ok
-    assert f"incomplete  dt=2024-05-02/{run_dirs[0].name}" in status(prefix)
+    assert f"unpublished dt=2024-05-02/{run_dirs[0].name}" in status(prefix)
 
     resumed = nightly([str(folder / "*.tar")], prefix, Recipe(), "2024-05-03")
+    assert not run_dirs[0].exists()  # the killed run's folder is gone: its images are on disk once
     assert [Path(u).name for u in resumed.plan.todo] == ["b.tar"]
-    assert resumed.stats["images_written"] == 2 and resumed.stats["duplicates"] == 0
+    assert resumed.job.stats["images_written"] == 2 and resumed.job.stats["duplicates"] == 0
     assert_verified(resumed)
     assert published_keys(prefix) == keys["a"] | keys["b"]
     assert cross_run_duplicates(Ledger.load(prefix)) == {}

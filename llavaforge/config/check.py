@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llavaforge.schemas.config import StrictModel
+from llavaforge.config.base import StrictModel
 
 Severity = Literal["reject", "flag"]
 

@@ -1,0 +1,148 @@
+"""The recipe: one typed, validated description of what a run computes (YAML file + CLI
+overrides), with its preset merged in.
+
+Loaded once, at the start: the preset's fields are filled in under the fields the recipe wrote,
+the whole is validated (an error names the field path and the bad value), and the hash is
+computed over the resolved values and the prompt files, so anything that changes outputs
+changes the hash. Stages receive only their own section.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Optional
+
+import fsspec
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from llavaforge.config.annotate import AnnotateConfig
+from llavaforge.config.base import StrictModel
+from llavaforge.config.check import CheckConfig
+from llavaforge.config.presets import PRESET_NAMES, merge_preset
+from llavaforge.config.prompts import files_fingerprint, prompt_files
+from llavaforge.config.sections import DecodeConfig, DedupConfig, ReadConfig, WriteConfig
+from llavaforge.config.synthesize import SynthesizeConfig
+from llavaforge.errors import UsageError
+
+
+class RecipeError(UsageError):
+    """A recipe or override that does not validate; the message names the field."""
+
+
+class Recipe(StrictModel):
+    preset: Optional[str] = Field(
+        default=None, description="Model preset: tiny, offline or hub (see `llavaforge models`).")
+    seed: int = Field(default=0, description="Seed for every random choice (task mix, sampling).")
+    read: ReadConfig = Field(default_factory=ReadConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
+    check: CheckConfig = Field(default_factory=CheckConfig)
+    write: WriteConfig = Field(default_factory=WriteConfig)
+
+    _hash: Optional[str] = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_preset(cls, data: Any) -> Any:
+        return merge_preset(data) if isinstance(data, dict) else data
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and v not in PRESET_NAMES:
+            raise ValueError(f"unknown preset {v!r}; known: {', '.join(PRESET_NAMES)}")
+        return v
+
+    def hash(self) -> str:
+        """Stable over field order and formatting: what the run computes, not how it was
+        written. Covers the preset-filled values and the prompt files, so editing a preset or a
+        prompt is a recipe change. Computed once per recipe."""
+        if self._hash is None:
+            try:
+                prompts = files_fingerprint(prompt_files(self.synthesize.prompts_dir))
+            except OSError as e:
+                raise RecipeError(f"recipe field `synthesize.prompts_dir`: {e}") from e
+            content = {"recipe": self.model_dump(mode="json"), "prompts": prompts}
+            canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+            self._hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return self._hash
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(recipe)"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"recipe field `{path}`: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"recipe field `{dotted}`: `{part}` is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`decode.min_side=64` -> ("decode.min_side", 64); values are parsed as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r} is not FIELD=VALUE")
+    path, raw = text.split("=", 1)
+    if not path.strip():
+        raise RecipeError(f"override {text!r} has no field name")
+    return path.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_recipe(path: Optional[str] = None, overrides: Optional[dict[str, Any]] = None) -> Recipe:
+    """Read a YAML recipe (any fsspec URL), apply dotted overrides, merge the preset, validate
+    once; the result is the resolved recipe a run uses."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with fsspec.open(path, "r") as f:
+                loaded = yaml.safe_load(f)
+        except FileNotFoundError as e:
+            raise RecipeError(f"recipe file not found: {path}") from e
+        except yaml.YAMLError as e:
+            raise RecipeError(f"recipe {path} is not valid YAML: {e}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        _set_path(data, dotted, value)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(_format_validation_error(e)) from e
+    recipe.hash()  # a missing prompt folder is a recipe error now, not on a worker
+    return recipe
+
+
+def recipe_reference() -> str:
+    """Every recipe field with its default and description, as commented YAML."""
+    lines: list[str] = []
+
+    def walk(model: type[StrictModel], defaults: dict[str, Any], indent: int) -> None:
+        pad = "  " * indent
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if info.description:
+                lines.append(f"{pad}# {info.description}")
+            if isinstance(annotation, type) and issubclass(annotation, StrictModel):
+                lines.append(f"{pad}{name}:")
+                walk(annotation, defaults[name], indent + 1)
+            else:
+                lines.append(f"{pad}{name}: {json.dumps(defaults[name])}")
+
+    walk(Recipe, Recipe().model_dump(mode="json"), 0)
+    return "\n".join(lines) + "\n"

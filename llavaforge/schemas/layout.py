@@ -1,0 +1,85 @@
+"""Where everything lives under an output prefix: the names of folders, files and markers.
+
+    PREFIX/_llavaforge.json            the prefix's marker: llavaforge writes only where it is (or
+                                       into an empty/missing prefix, which it then marks)
+    PREFIX/_lease.json                 held by the one run working on the prefix (expires)
+    PREFIX/_ledger/NNNNNNNN.json       the commit log: entry N publishes one run folder
+    PREFIX/_ledger/keys/run-ID.parquet keys a run published (nightly)
+    PREFIX/run-ID/                     a `run`'s folder        } published once their ledger
+    PREFIX/dt=DATE/run-ID/             a `nightly` run's folder} entry exists, else incomplete
+        _run.json  samples/NNNNN.parquet  wds/NNNNN.tar  llava/NNNNN.json  images/KEY.EXT
+        rejects/NNNNN.parquet  stats.json (written last)  metrics.json
+
+A run folder is written only by its own run and never changes after its ledger entry exists.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from llavaforge.storage import join
+
+PREFIX_MARKER = "_llavaforge.json"
+LEASE_FILE = "_lease.json"
+LEDGER_DIR = "_ledger"
+KEYS_DIR = f"{LEDGER_DIR}/keys"
+RUN_MARKER = "_run.json"
+STATS_FILE = "stats.json"
+METRICS_FILE = "metrics.json"
+SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REJECTS_DIR = "samples", "wds", "llava", "images", "rejects"
+OUTPUT_DIRS = (SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REJECTS_DIR)
+RUN_FOLDER_PATTERNS = ("run-*", "dt=*/run-*")
+
+_RUN_ID = r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}"
+_RUN_FOLDER = re.compile(rf"^(?:dt=[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}/)?run-({_RUN_ID})$")
+_LEDGER_ENTRY = re.compile(r"^([0-9]{8})\.json$")
+# Every file a run writes inside its folder; nothing else there is ever deleted by llavaforge.
+_RUN_FILES = re.compile(
+    rf"^(?:{re.escape(RUN_MARKER)}|{STATS_FILE}|{METRICS_FILE}"
+    rf"|(?:{SAMPLES_DIR}|{REJECTS_DIR})/[0-9]{{5}}\.parquet|{WDS_DIR}/[0-9]{{5}}\.tar"
+    rf"|{LLAVA_DIR}/[0-9]{{5}}\.json|{IMAGES_DIR}/[0-9a-f]{{32}}\.[a-z]{{3,4}}"
+    rf"|(?:.*/)?\.[^/]+\.tmp-[0-9a-f]{{12}})$")
+
+
+def run_folder(run_id: str, date: Optional[str] = None) -> str:
+    """A run's folder, relative to the prefix."""
+    return f"dt={date}/run-{run_id}" if date else f"run-{run_id}"
+
+
+def run_id_of_folder(relative: str) -> Optional[str]:
+    """The run id a folder name (relative to the prefix) belongs to, or None if it is not one."""
+    match = _RUN_FOLDER.match(relative.strip("/"))
+    return match.group(1) if match else None
+
+
+def ledger_entry(seq: int) -> str:
+    return f"{LEDGER_DIR}/{seq:08d}.json"
+
+
+def ledger_seq(name: str) -> Optional[int]:
+    """The sequence number of a ledger file name (basename), or None."""
+    match = _LEDGER_ENTRY.match(name)
+    return int(match.group(1)) if match else None
+
+
+def key_index(run_id: str) -> str:
+    return f"{KEYS_DIR}/run-{run_id}.parquet"
+
+
+def shard_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def shard_path(run_dir: str, folder: str, index: int, extension: str) -> str:
+    return join(run_dir, folder, f"{shard_name(index)}.{extension}")
+
+
+def image_name(key: str, image_format: str) -> str:
+    """An image's file name in `images/` (also its path in LLaVA records)."""
+    return f"{key}.{image_format}"
+
+
+def is_run_file(relative: str) -> bool:
+    """Whether a path relative to a run folder is a file llavaforge writes there."""
+    return bool(_RUN_FILES.match(relative))

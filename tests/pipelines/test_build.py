@@ -1,0 +1,43 @@
+"""The graph builder: which stages a recipe turns on, each with its own section."""
+
+from __future__ import annotations
+
+import pytest
+
+from llavaforge.config.recipe import Recipe, RecipeError, load_recipe
+from llavaforge.pipelines.build import enabled_stages
+from llavaforge.transforms.annotate import Annotate
+from llavaforge.transforms.check import Check
+from llavaforge.transforms.dedup import NearDedup
+from llavaforge.transforms.question_dedup import QuestionDedup
+from llavaforge.transforms.synthesize import Synthesize
+
+CHECKS = ("structure", "refusal", "leakage", "objects", "counts", "ocr", "repetition", "truncated")
+
+
+def labels(recipe: Recipe) -> list[str]:
+    return [label for label, _ in enabled_stages(recipe)]
+
+
+def test_annotate_always_runs_and_synthesis_brings_checks_and_question_dedup():
+    assert labels(Recipe()) == ["Annotate"]  # source text still becomes captions
+    stages = dict(enabled_stages(load_recipe(None, {"preset": "tiny"})))
+    assert list(stages) == ["Annotate", "Synthesize", "Check", "QuestionDedup"]
+    assert isinstance(stages["Annotate"], Annotate) and isinstance(stages["Synthesize"], Synthesize)
+    assert isinstance(stages["Check"], Check) and isinstance(stages["QuestionDedup"], QuestionDedup)
+
+
+def test_sections_switch_stages_off():
+    near = dict(enabled_stages(Recipe.model_validate({"dedup": {"near": {"enabled": True, "max_distance": 4}}})))
+    assert isinstance(near["NearDedup"], NearDedup)
+    assert labels(load_recipe(None, {"preset": "tiny", "synthesize.tasks": []})) == ["Annotate"]
+    assert labels(load_recipe(None, {"preset": "tiny", "check.enabled": False})) == [
+        "Annotate", "Synthesize", "QuestionDedup"]
+    every_check_off = {f"check.{name}.enabled": False for name in CHECKS}
+    assert "Check" not in labels(load_recipe(None, {"preset": "tiny", **every_check_off}))
+    assert "QuestionDedup" not in labels(load_recipe(None, {"preset": "tiny", "check.questions.enabled": False}))
+
+
+def test_a_task_without_a_prompt_file_is_a_recipe_error():
+    with pytest.raises(RecipeError, match="ocr_qa"):
+        enabled_stages(load_recipe(None, {"preset": "tiny", "synthesize.tasks": ["ocr_qa"]}))
