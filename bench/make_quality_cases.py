@@ -78,7 +78,9 @@ def sklearn_photo(name: str) -> Callable[[], Image.Image]:
 
 class Photo(NamedTuple):
     load: Callable[[], Image.Image]
-    caption: str  # a correct caption
+    # meant as a correct caption; flower's is not (the flower is an orange dahlia, seen while
+    # labelling) and is kept so that a rerun reproduces the labelled cases (their notes say so)
+    caption: str
     alt_text: str  # a plausible web alt text / file description
     wrong: str  # a caption of some other picture
 
@@ -331,7 +333,7 @@ def _photo_of(member: str) -> tuple[str, str]:
 
 def candidate(row: dict[str, Any], preset: str, plan: dict[str, Variant], commands: dict[str, str]) -> dict[str, Any]:
     from llavaforge.prompts.context import SOURCE_MODEL, render_context
-    from llavaforge.schemas.record import Annotations, Caption, ImageRecord, OcrText, Source, Tag
+    from llavaforge.schemas.record import Annotations, Caption, DetectedObject, ImageRecord, OcrText, Source, Tag
 
     photo, variant_name = _photo_of(row["source_member"])
     variant: Optional[Variant] = plan.get(f"{photo}__{variant_name}")
@@ -350,6 +352,7 @@ def candidate(row: dict[str, Any], preset: str, plan: dict[str, Variant], comman
         image=None,  # the description does not read the image
         annotations=Annotations(
             captions=[Caption(c["text"], c["model"]) for c in row["captions"]],
+            objects=[DetectedObject(o["label"], o["score"], o["box"], o["model"]) for o in row["objects"]],
             tags=[Tag(t["label"], t["score"], t["model"]) for t in row["tags"]],
             ocr=[OcrText(o["text"], o["score"], o["box"], o["model"]) for o in row["ocr"]]))
     max_tokens = 160 if preset == "offline" else 256  # the presets' context_max_tokens
