@@ -57,6 +57,8 @@ setup(
             # transformers needs accelerate to load GGUF checkpoints
             "accelerate>=0.30",
         ],
+        # The photos bench/make_quality_cases.py builds the labelled quality sets from.
+        "quality-data": ["scikit-image>=0.22", "scikit-learn>=1.3"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
     },
     entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main",

@@ -1,6 +1,9 @@
 """Precision and recall of the quality checks on the hand-labelled set in tests/data.
 
-    /work/venv/bin/python bench/quality_eval.py [--show-errors]
+    /work/venv/bin/python bench/quality_eval.py [--show-errors] [--set PATH ...]
+
+Without --set it reads the two hand-written sets below; `--set PATH` (repeatable) reads the
+given files instead, e.g. the labelled real outputs and the injection set in tests/data.
 
 A case counts as predicted bad when any check fires (reject or flag). Precision and recall
 are over the bad cases; per reason, a case counts for the reason the label names.
@@ -71,9 +74,11 @@ def evaluate(cases: list[dict[str, Any]], checker: ConversationChecker) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-errors", action="store_true", help="list the misjudged cases")
+    parser.add_argument("--set", dest="sets", action="append", type=Path, metavar="PATH",
+                        help="a labelled JSONL file to evaluate instead of the default sets (repeatable)")
     args = parser.parse_args()
     checker = ConversationChecker(CheckConfig())
-    for path in (EVAL_SET, HELD_OUT_SET):
+    for path in args.sets or (EVAL_SET, HELD_OUT_SET):
         report(path.name, evaluate(load_cases(path), checker), args.show_errors)
 
 
