@@ -23,7 +23,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["llavaforge", "llavaforge.*"]),
-    package_data={"llavaforge": ["prompts/**/*", "models/data/*"]},
+    package_data={"llavaforge": ["prompts/**/*", "models/data/*", "report/templates/*"]},
     include_package_data=True,
     install_requires=[
         "apache-beam>=2.60",
@@ -40,6 +40,7 @@ setup(
         "numpy>=1.24",
         "pydantic>=2.5",
         "pyyaml>=6",
+        "jinja2>=3.1",
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60", "gcsfs>=2024.2"],
@@ -57,7 +58,8 @@ setup(
             # transformers needs accelerate to load GGUF checkpoints
             "accelerate>=0.30",
         ],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+        # playwright drives the system's chromium in the report's browser test (no browser download)
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "playwright>=1.49"],
     },
     entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main",
                                       "llavaforge-sdk-worker=llavaforge.runners.portable:sdk_worker"]},

