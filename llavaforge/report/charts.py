@@ -8,13 +8,15 @@ be one more dependency to vendor and keep current, for no chart this page needs.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, TypeVar
 
 import numpy as np
 
 HIST_WIDTH, HIST_HEIGHT = 360, 120  # SVG user units of the plot area
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,7 +66,8 @@ def histogram(values: np.ndarray, max_bins: int = 30) -> Optional[Histogram]:
     if values.size == 0:
         return None
     lo, hi = int(values.min()), int(values.max())
-    p99 = int(math.ceil(np.percentile(values, 99)))
+    p50, p90, p99_exact = np.percentile(values, [50, 90, 99])  # one call: one partial sort
+    p99 = int(math.ceil(p99_exact))
     overflow = hi > p99 and hi - lo + 1 > max_bins
     top = p99 if overflow else hi
     width = nice_width((top - lo + 1) / max_bins)
@@ -85,9 +88,8 @@ def histogram(values: np.ndarray, max_bins: int = 30) -> Optional[Histogram]:
         bins.append(Bin(lo=edge, hi=upper, count=count, label=label, x=round(i * slot + 0.5, 2),
                         y=round(HIST_HEIGHT - height, 2), width=round(max(slot - 1, 0.5), 2),
                         height=round(height, 2)))
-    return Histogram(count=int(values.size), mean=float(values.mean()), p50=float(np.percentile(values, 50)),
-                     p90=float(np.percentile(values, 90)), p99=float(np.percentile(values, 99)),
-                     min=lo, max=hi, bins=bins, overflow=overflow)
+    return Histogram(count=int(values.size), mean=float(values.mean()), p50=float(p50), p90=float(p90),
+                     p99=float(p99_exact), min=lo, max=hi, bins=bins, overflow=overflow)
 
 
 @dataclass
@@ -98,9 +100,15 @@ class Bar:
     share: float  # of `total`, for the text
 
 
+def largest(items: Iterable[tuple[T, int]], limit: Optional[int] = None) -> list[tuple[T, int]]:
+    """(label, count) pairs, largest count first, ties by label; the first `limit` of them."""
+    key = lambda item: (-item[1], str(item[0]))  # noqa: E731
+    return sorted(items, key=key) if limit is None else heapq.nsmallest(limit, items, key=key)
+
+
 def bars(items: Iterable[tuple[str, int]], total: Optional[int] = None, limit: Optional[int] = None) -> list[Bar]:
     """Bars, largest first (ties by label), widths relative to the largest."""
-    ordered = sorted(items, key=lambda item: (-item[1], str(item[0])))[:limit]
+    ordered = largest(items, limit)
     if not ordered:
         return []
     peak = ordered[0][1] or 1

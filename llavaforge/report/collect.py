@@ -14,7 +14,7 @@ import heapq
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Generic, Optional, TypeVar
 
 import fsspec
 import numpy as np
@@ -268,8 +268,7 @@ def _collect_rejects(fs, root: str, data: RunData, examples_per_reason: int, gal
     ]
 
 
-def collect(run_dir: str, gallery_images: int = 200, examples_per_reason: int = 10,
-            progress: Callable[[str], None] = lambda message: None) -> RunData:
+def collect(run_dir: str, gallery_images: int = 200, examples_per_reason: int = 10) -> RunData:
     """Read one run folder (any fsspec URL): stats, aggregates over every row, and the samples
     the galleries show."""
     fs, root = fsspec.core.url_to_fs(run_dir)
@@ -281,12 +280,10 @@ def collect(run_dir: str, gallery_images: int = 200, examples_per_reason: int = 
                    metrics=_read_json(fs, join(root, METRICS_FILE)) or stats.get("models") or {})
     aggregates = _SampleAggregates(data)
     chosen: LowestRanked[GalleryImage] = LowestRanked(gallery_images)
-    sample_files = _parquet_files(fs, root, "samples")
-    for i, path in enumerate(sample_files):
+    for path in _parquet_files(fs, root, "samples"):
         table = _read_table(fs, path, SAMPLE_COLUMNS)
         aggregates.add(table)
         _sample_gallery(table, chosen)
-        progress(f"samples {i + 1}/{len(sample_files)}")
     aggregates.finish()
     data.gallery = chosen.items()
     _collect_rejects(fs, root, data, examples_per_reason, {image.key for image in data.gallery})

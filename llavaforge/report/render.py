@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import fsspec
 import jinja2
@@ -90,8 +90,8 @@ def _card(image: GalleryImage) -> dict[str, Any]:
 def _percentiles(values: Optional[np.ndarray]) -> Optional[dict[str, float]]:
     if values is None or values.size == 0:
         return None
-    return {"mean": float(values.mean()), "p50": float(np.percentile(values, 50)),
-            "p90": float(np.percentile(values, 90)), "max": int(values.max())}
+    p50, p90 = np.percentile(values, [50, 90])
+    return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "max": int(values.max())}
 
 
 def _all(parts: dict[str, np.ndarray]) -> np.ndarray:
@@ -192,8 +192,7 @@ def page_context(data: RunData, examples_per_reason: int) -> dict[str, Any]:
         "formats": charts.bars(data.formats.items(), total=data.images),
         "coverage": charts.bars(data.coverage.items(), total=data.images),
         "first_questions": [{"task": task, "text": clip(text, "caption"), "count": n}
-                            for (task, text), n in sorted(data.first_questions.items(),
-                                                          key=lambda item: (-item[1], item[0]))[:TOP]],
+                            for (task, text), n in charts.largest(data.first_questions.items(), TOP)],
         "distinct_first_questions": len(data.first_questions),
         "images": data.images, "samples": data.samples, "reject_rows": data.reject_rows,
         "stages": _stage_rows(stats["stages"]) if stats.get("stages") else None,
@@ -237,7 +236,7 @@ def default_report_path(run_dir: str) -> str:
 
 
 def render_report(run_dir: str, out_path: str, gallery_images: int = 200, examples_per_reason: int = 10,
-                  thumbnail_px: int = 192, progress: Callable[[str], None] = lambda message: None) -> ReportResult:
+                  thumbnail_px: int = 192) -> ReportResult:
     """Write the report of one run folder (any fsspec URL) to out_path (any fsspec URL).
 
     Statistics cover every row; the gallery shows up to `gallery_images` images (all their
@@ -252,9 +251,8 @@ def render_report(run_dir: str, out_path: str, gallery_images: int = 200, exampl
         timings[name] = now - step
         step = now
 
-    data = collect(run_dir, gallery_images, examples_per_reason, progress)
+    data = collect(run_dir, gallery_images, examples_per_reason)
     lap("collect")
-    progress(f"thumbnails of {len(data.gallery)} images")
     shown = thumbnails(run_dir, [image.first["image"] for image in data.gallery], thumbnail_px)
     for image in data.gallery:
         result = shown[image.first["image"]]

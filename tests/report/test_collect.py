@@ -112,3 +112,12 @@ def test_a_folder_without_stats_is_refused(tmp_path):
     (tmp_path / "samples").mkdir()
     with pytest.raises(ReportError, match="did not complete"):
         collect(str(tmp_path))
+
+
+def test_a_run_that_wrote_nothing_has_empty_figures(tmp_path):
+    prefix = str(tmp_path / "run")
+    write_run(prefix, [[]], [Reject(key="e" * 32, source_url="s.tar", source_member="x", stage="decode",
+                                    reason="empty")])
+    data = collect(prefix)
+    assert (data.images, data.samples, data.reject_rows, data.gallery) == (0, 0, 1, [])
+    assert data.answer_tokens == {} and data.widths.size == 0

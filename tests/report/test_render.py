@@ -6,7 +6,6 @@ import uuid
 from html.parser import HTMLParser
 
 import fsspec
-import pytest
 
 from llavaforge.cli import main
 from llavaforge.report import default_report_path, published_run_dir, render_report
@@ -143,3 +142,12 @@ def test_long_texts_are_clipped_with_what_was_left_out():
     assert clip("x" * 10, "caption") == "x" * 10
     assert clip("x" * 2500, "detail") == "x" * 2000 + "… (500 more characters)"
     assert clip(None, "turn") == ""
+
+
+def test_a_run_that_wrote_nothing_still_renders(tmp_path):
+    write_run(str(tmp_path / "run"), [[]], [Reject(key="e" * 32, source_url="s.tar", source_member="x.jpg",
+                                                    stage="decode", reason="empty")])
+    result = render_report(str(tmp_path / "run"), str(tmp_path / "r.html"))
+    html = (tmp_path / "r.html").read_text()
+    assert (result.images_shown, result.images_total) == (0, 0)
+    assert "Showing 0 of 0 images (0 of 0 samples)." in html and "no values in this run" in html
