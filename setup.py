@@ -24,7 +24,7 @@ setup(
     # The lower bounds are versions the code was run on: docs/dependencies.md says which and how.
     python_requires=">=3.11",
     packages=find_packages(include=["llavaforge", "llavaforge.*"]),
-    package_data={"llavaforge": ["prompts/**/*", "models/data/*"]},
+    package_data={"llavaforge": ["prompts/**/*", "models/data/*", "report/templates/*"]},
     include_package_data=True,
     install_requires=[
         # runners/portable.py subclasses Beam's private job-service classes: one minor at a time.
@@ -42,6 +42,7 @@ setup(
         "numpy>=2.0.2",
         "pydantic>=2.5.3",
         "pyyaml>=6",
+        "jinja2>=3.1",
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.78", "gcsfs>=2024.2"],
@@ -60,7 +61,8 @@ setup(
         ],
         # The photos bench/make_quality_cases.py builds the labelled quality sets from.
         "quality-data": ["scikit-image>=0.22", "scikit-learn>=1.3"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "packaging>=22"],
+        # playwright drives the system's chromium in the report's browser test (no browser download)
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "packaging>=22", "playwright>=1.49"],
     },
     entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main",
                                       "llavaforge-sdk-worker=llavaforge.runners.portable:sdk_worker"]},

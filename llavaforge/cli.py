@@ -1,4 +1,4 @@
-"""`llavaforge run | demo | nightly | status | verify | models | recipe`.
+"""`llavaforge run | demo | nightly | status | verify | report | models | recipe`.
 
 Exit codes: 0 ok, 2 bad usage or configuration, 1 the run failed.
 Heavy libraries (Beam, torch, pyarrow) are imported by the commands that need them, so
@@ -133,7 +133,15 @@ def cmd_run(args: argparse.Namespace, beam_args: Sequence[str], preset_default: 
 
 def cmd_demo(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     args.input = [str(EXAMPLES / "sample-000.tar"), str(EXAMPLES / "sample-001.parquet")]
-    return cmd_run(args, beam_args, preset_default="offline")
+    from llavaforge.jobs.run import run
+    from llavaforge.schemas.layout import REPORT_FILE
+    from llavaforge.storage import join
+
+    job = run(_load(args, "offline"), args.input, args.output, _beam_args(args, beam_args))
+    code = report_job(job, args.output)
+    if job.entry is not None:
+        print(f"report:     {_write_report(args.output, join(job.run_dir, REPORT_FILE))}")
+    return code
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -150,6 +158,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"... and {len(report.problems) - 50} more problems")
     print("verify: OK" if report.ok else f"verify: FAILED ({len(report.problems)} problems)")
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _write_report(prefix: str, out: Optional[str], gallery_images: int = 200) -> str:
+    from llavaforge.report import ReportError, default_report_path, published_run_dir, render_report
+
+    run_dir = published_run_dir(prefix)
+    try:
+        result = render_report(run_dir, out or default_report_path(run_dir), gallery_images=gallery_images)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    return (f"{result.path} ({result.bytes / 1e6:.1f} MB, {result.images_shown} of {result.images_total} "
+            f"images in the gallery, {result.seconds:.1f} s)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"wrote {_write_report(args.prefix, args.out, args.gallery)}")
+    return EXIT_OK
 
 
 def cmd_nightly(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
@@ -198,7 +223,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 BEAM_COMMANDS = {"run": cmd_run, "demo": cmd_demo, "nightly": cmd_nightly}
-COMMANDS = {"status": cmd_status, "verify": cmd_verify, "models": cmd_models, "recipe": cmd_recipe}
+COMMANDS = {"status": cmd_status, "verify": cmd_verify, "report": cmd_report, "models": cmd_models, "recipe": cmd_recipe}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -232,6 +257,13 @@ def parser() -> argparse.ArgumentParser:
     verify_p = sub.add_parser("verify", help="check what an output prefix publishes (or one run folder) "
                               "from its files alone")
     verify_p.add_argument("prefix")
+
+    report_p = sub.add_parser("report", help="write one self-contained HTML page showing a run's output")
+    report_p.add_argument("prefix")
+    report_p.add_argument("--out", metavar="FILE", help="where to write it (any fsspec URL; default "
+                          "./llavaforge-report-<run folder name>.html)")
+    report_p.add_argument("--gallery", type=int, default=200, metavar="N",
+                          help="images in the gallery, sampled by key hash (default 200)")
 
     sub.add_parser("models", help="list the model presets: roles, model ids, sizes, licenses")
 

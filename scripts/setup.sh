@@ -23,4 +23,15 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 "${PIP[@]}" -e ".[dev,offline,gcp]"
 "$VENV/bin/python" -m pip check
+# The report's browser test opens the page in Debian's chromium (driven by Playwright, which
+# then downloads no browser of its own). Installed where this script can; else that test skips.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    APT=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+    { "${APT[@]}" >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && "${APT[@]}" >/dev/null 2>&1; }; } \
+      || echo "setup: could not install chromium; the report's browser test will be skipped" >&2
+  else
+    echo "setup: no chromium and no root apt-get to install it; the report's browser test will be skipped" >&2
+  fi
+fi
 "$VENV/bin/python" -c "import torch, apache_beam, llavaforge; print('llavaforge', llavaforge.__version__, '| torch', torch.__version__, '| beam', apache_beam.__version__)"

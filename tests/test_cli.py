@@ -146,3 +146,11 @@ def test_recipe_reference_and_check(tmp_path, capsys):
     assert "images_per_shard" in capsys.readouterr().out
     (tmp_path / "r.yaml").write_text("decode: {min_side: 8}\n")
     assert main(["recipe", "--check", "--recipe", str(tmp_path / "r.yaml")]) == 0
+
+
+@pytest.mark.slow
+def test_demo_writes_the_report_and_prints_its_path(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["-q", "demo", "--preset", "tiny", "--output", str(out)]) == 0
+    assert f"report:     {out}/report.html (" in capsys.readouterr().out
+    assert "<title>llavaforge report" in (out / "report.html").read_text()

@@ -8,7 +8,7 @@
     PREFIX/run-ID/                     a `run`'s folder        } published once their ledger
     PREFIX/dt=DATE/run-ID/             a `nightly` run's folder} entry exists, else incomplete
         _run.json  samples/NNNNN.parquet  wds/NNNNN.tar  llava/NNNNN.json  images/KEY.EXT
-        rejects/NNNNN.parquet  stats.json (written last)  metrics.json
+        rejects/NNNNN.parquet  stats.json (written last)  metrics.json  report.html
 
 A run folder is written only by its own run and never changes after its ledger entry exists.
 """
@@ -27,6 +27,7 @@ KEYS_DIR = f"{LEDGER_DIR}/keys"
 RUN_MARKER = "_run.json"
 STATS_FILE = "stats.json"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
 SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REJECTS_DIR = "samples", "wds", "llava", "images", "rejects"
 OUTPUT_DIRS = (SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REJECTS_DIR)
 RUN_FOLDER_PATTERNS = ("run-*", "dt=*/run-*")
@@ -36,7 +37,7 @@ _RUN_FOLDER = re.compile(rf"^(?:dt=[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}/)?run-({_RUN
 _LEDGER_ENTRY = re.compile(r"^([0-9]{8})\.json$")
 # Every file a run writes inside its folder; nothing else there is ever deleted by llavaforge.
 _RUN_FILES = re.compile(
-    rf"^(?:{re.escape(RUN_MARKER)}|{STATS_FILE}|{METRICS_FILE}"
+    rf"^(?:{re.escape(RUN_MARKER)}|{STATS_FILE}|{METRICS_FILE}|{REPORT_FILE}"
     rf"|(?:{SAMPLES_DIR}|{REJECTS_DIR})/[0-9]{{5}}\.parquet|{WDS_DIR}/[0-9]{{5}}\.tar"
     rf"|{LLAVA_DIR}/[0-9]{{5}}\.json|{IMAGES_DIR}/[0-9a-f]{{32}}\.[a-z]{{3,4}}"
     rf"|(?:.*/)?\.[^/]+\.tmp-[0-9a-f]{{12}})$")
