@@ -26,13 +26,11 @@ import numpy as np
 from PIL import Image
 
 import llavaforge
-from llavaforge.models.config import ROLES, AnnotateConfig
 from llavaforge.models.llm.backends import make_llm_handler
 from llavaforge.models.llm.base import LlmRequest
-from llavaforge.models.llm.config import SynthesizeConfig
 from llavaforge.models.llm.local_models import smollm2_gguf_path
-from llavaforge.models.llm.presets import effective_synthesize_config
-from llavaforge.models.presets import effective_annotate_config
+from llavaforge.config.annotate import ROLES
+from llavaforge.config.recipe import load_recipe
 from llavaforge.schemas.record import ImageInfo, ImageRecord, Source
 from llavaforge.transforms.annotate import make_handler
 
@@ -64,7 +62,7 @@ def sample_record() -> ImageRecord:
 
 def vision_role(role: str, preset: str) -> Callable[[], str]:
     def check() -> str:
-        config = getattr(effective_annotate_config(AnnotateConfig(), preset), role)
+        config = getattr(load_recipe(None, {"preset": preset}).annotate, role)
         handler = make_handler(role, config)
         (result,) = handler.run_inference([sample_record()], handler.load_model())
         return f"{config.model} ({config.kind}): {len(result.inference)} annotations"
@@ -73,7 +71,7 @@ def vision_role(role: str, preset: str) -> Callable[[], str]:
 
 def llm_role(preset: str) -> Callable[[], str]:
     def check() -> str:
-        config = effective_synthesize_config(SynthesizeConfig(), preset)
+        config = load_recipe(None, {"preset": preset}).synthesize
         handler = make_llm_handler(config)
         request = LlmRequest(messages=({"role": "user", "content": "Describe a red bus on a street."},))
         (result,) = handler.run_inference([request], handler.load_model())
@@ -96,7 +94,7 @@ def vllm_backend() -> str:
 
     from llavaforge.models.llm.vllm_backend import vllm_sampling_kwargs
 
-    config = effective_synthesize_config(SynthesizeConfig(), "hub")
+    config = load_recipe(None, {"preset": "hub"}).synthesize
     vllm.SamplingParams(**vllm_sampling_kwargs(config.max_new_tokens, config.sampling, seed=0))
     return f"vllm {vllm.__version__} for {config.model}"
 

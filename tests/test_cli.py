@@ -152,5 +152,6 @@ def test_recipe_reference_and_check(tmp_path, capsys):
 def test_demo_writes_the_report_and_prints_its_path(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["-q", "demo", "--preset", "tiny", "--output", str(out)]) == 0
-    assert f"report:     {out}/report.html (" in capsys.readouterr().out
-    assert "<title>llavaforge report" in (out / "report.html").read_text()
+    report = published_dir(out) / "report.html"
+    assert f"report:     {report} (" in capsys.readouterr().out
+    assert "<title>llavaforge report" in report.read_text()

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llavaforge.schemas.llava import GPT, IMAGE_TOKEN
-from llavaforge.transforms.write import METRICS_FILE, STATS_FILE, join
+from llavaforge.schemas.layout import IMAGES_DIR, METRICS_FILE, REJECTS_DIR, SAMPLES_DIR, STATS_FILE
+from llavaforge.storage import join
 
 # Approximate token count without a tokenizer (the run's LLM tokenizer may not be at hand):
 # runs of letters/digits, and each other non-space character on its own. RE2 syntax,
@@ -247,7 +248,7 @@ def _sample_gallery(table: pa.Table, chosen: LowestRanked[GalleryImage]) -> None
 
 def _collect_rejects(fs, root: str, data: RunData, examples_per_reason: int, gallery_keys: set[str]) -> None:
     groups: dict[tuple[str, str], LowestRanked[dict[str, Any]]] = {}
-    for path in _parquet_files(fs, root, "rejects"):
+    for path in _parquet_files(fs, root, REJECTS_DIR):
         table = _read_table(fs, path)
         data.reject_rows += table.num_rows
         columns = {name: table[name].to_pylist() for name in table.column_names}
@@ -274,13 +275,13 @@ def collect(run_dir: str, gallery_images: int = 200, examples_per_reason: int = 
     fs, root = fsspec.core.url_to_fs(run_dir)
     stats = _read_json(fs, join(root, STATS_FILE))
     if stats is None:
-        what = "the run did not complete" if fs.exists(join(root, "samples")) else "not a run folder"
+        what = "the run did not complete" if fs.exists(join(root, SAMPLES_DIR)) else "not a run folder"
         raise ReportError(f"{run_dir}: no {STATS_FILE} ({what})")
     data = RunData(run_dir=run_dir, stats=stats,
                    metrics=_read_json(fs, join(root, METRICS_FILE)) or stats.get("models") or {})
     aggregates = _SampleAggregates(data)
     chosen: LowestRanked[GalleryImage] = LowestRanked(gallery_images)
-    for path in _parquet_files(fs, root, "samples"):
+    for path in _parquet_files(fs, root, SAMPLES_DIR):
         table = _read_table(fs, path, SAMPLE_COLUMNS)
         aggregates.add(table)
         _sample_gallery(table, chosen)

@@ -10,7 +10,8 @@ from typing import Union
 import fsspec
 from PIL import Image
 
-from llavaforge.transforms.write import join
+from llavaforge.schemas.layout import IMAGES_DIR
+from llavaforge.storage import join
 
 # WebP at its fastest method: as fast as JPEG here and about 15% smaller on the sample photos;
 # every current browser shows it.
@@ -42,7 +43,7 @@ def thumbnails(run_dir: str, images: list[str], max_side: int) -> dict[str, Unio
     missing file, an image Pillow cannot read). Reads go out as one batch, which remote
     filesystems (gcsfs, s3fs) fetch concurrently."""
     fs, root = fsspec.core.url_to_fs(run_dir)
-    paths = {name: join(root, "images", name) for name in images}
+    paths = {name: join(root, IMAGES_DIR, name) for name in images}
     fetched = fs.cat(list(paths.values()), on_error="return") if paths else {}
 
     def one(name: str) -> Union[str, Exception]:

@@ -9,7 +9,9 @@ import fsspec
 
 from llavaforge.schemas.record import (Annotations, Caption, Conversation, DetectedObject, ImageRecord, OcrText,
                                        Reject, Tag, Turn)
-from llavaforge.transforms.write import STATS_FILE, build_stats, join, write_image_shard, write_reject_shard
+from llavaforge.schemas.layout import STATS_FILE
+from llavaforge.storage import join
+from llavaforge.transforms.write import build_stats, write_image_shard, write_reject_shard
 from tests.conftest import make_record
 
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llavaforge.cli import main
-from tests.conftest import image_bytes, write_tar
+from tests.conftest import image_bytes, published_dir, write_tar
 from tests.models.llm.fault_server import FaultServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,9 +75,10 @@ def run(tmp_path_factory):
                      "--set", "synthesize.openai.api_key_env=LF_REPORT_TEST_KEY",
                      "--set", "synthesize.task_mix=all", "--set", "check.truncated.severity=flag"]) == 0
     assert main(["report", str(out), "--out", str(html)]) == 0
-    rows = [row for path in sorted((out / "samples").glob("*.parquet"))
+    run_dir = published_dir(out)
+    rows = [row for path in sorted((run_dir / "samples").glob("*.parquet"))
             for row in pq.read_table(path, columns=["id", "task", "flags"]).to_pylist()]
-    return {"stats": json.loads((out / "stats.json").read_text()), "rows": rows, "html": html}
+    return {"stats": json.loads((run_dir / "stats.json").read_text()), "rows": rows, "html": html}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from llavaforge.cli import main
 from llavaforge.report import default_report_path, published_run_dir, render_report
 from llavaforge.report.render import clip
 from llavaforge.schemas.record import Reject
+from tests.conftest import image_bytes, published_dir, write_tar
 from tests.report.runs import conversation, image, write_run
 
 EVIL = ['<script>window.pwned = 1</script>', '"><img src=x onerror="window.pwned=1">']
@@ -132,8 +133,12 @@ def test_cli_writes_the_report_and_refuses_a_folder_that_is_not_a_run(tmp_path, 
     assert "no stats.json" in capsys.readouterr().err
 
 
-def test_report_paths():
-    assert published_run_dir("gs://b/out") == "gs://b/out"
+def test_report_paths(tmp_path):
+    assert published_run_dir("memory://b/run-folder") == "memory://b/run-folder"  # a run folder: itself
+    out = tmp_path / "out"
+    assert main(["-q", "run", "--input", write_tar(tmp_path / "in.tar", [("a.jpg", image_bytes())]),
+                 "--output", str(out)]) == 0
+    assert published_run_dir(str(out)) == str(published_dir(out))  # a prefix: what it publishes
     assert default_report_path("gs://b/runs/run-7/") == "llavaforge-report-run-7.html"
     assert default_report_path("/data/out") == "llavaforge-report-out.html"
 
