@@ -113,8 +113,7 @@ class OutputPrefix:
                 left.append(inside)
         if left:
             log.warning("left %d file(s) llavaforge did not write in %s: %s", len(left), folder, left[:5])
-        else:
-            _remove_empty_dirs(self.fs, folder)
+        _remove_empty_dirs(self.fs, folder)
         return left
 
 

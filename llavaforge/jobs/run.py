@@ -106,15 +106,20 @@ def remove_leftovers(prefix: OutputPrefix, ledger: Ledger) -> None:
             prefix.fs.rm_file(path)
 
 
+def resource_hints(applied) -> dict[str, str]:
+    """A transform's resource hints by short name (`accelerator`, `min_ram_bytes`)."""
+    return {urn.rsplit(":", 2)[-2]: value.decode() for urn, value in applied.resource_hints.items()}
+
+
 def describe_graph(pipeline: beam.Pipeline) -> str:
-    """The stages of a built graph, with the resource hints of those that carry any."""
+    """The stages of a built graph (two levels), each with the resource hints it sets."""
     lines = ["job graph (dry run: nothing was run and the output was not touched):"]
 
     def walk(applied, depth: int) -> None:
         for part in applied.parts:
-            hints = {urn.rsplit(":", 2)[-2]: value.decode() for urn, value in part.resource_hints.items()}
-            shown = "  ".join(f"{k}={v}" for k, v in sorted(hints.items()))
-            if depth < 2 or (hints and not part.parent.resource_hints):
+            hints = resource_hints(part)
+            shown = "  ".join(f"{k}={v}" for k, v in sorted(hints.items())) if hints != resource_hints(applied) else ""
+            if depth < 2:
                 lines.append(f"{'  ' * (depth + 1)}{part.full_label}" + (f"   [{shown}]" if shown else ""))
             walk(part, depth + 1)
 

@@ -17,7 +17,6 @@ Two ways to give the model stages a GPU:
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from typing import Any, Literal, Optional, Sequence
 
@@ -131,7 +130,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 description="print the Beam flags of a Dataflow run from a YAML DataflowConfig")
     p.add_argument("config", help="YAML file with DataflowConfig fields (see deploy/dataflow.yaml)")
     args = p.parse_args(argv)
-    print(" ".join(shlex.quote(a) for a in dataflow_args(load_config(args.config))))
+    from llavaforge.runners.options import flags_for_command_substitution
+
+    print(flags_for_command_substitution(dataflow_args(load_config(args.config))))
     return 0
 
 

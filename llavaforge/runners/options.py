@@ -44,6 +44,16 @@ def unknown_flag(beam_args: Sequence[str], own_flags: Iterable[str] = ()) -> Opt
     return f"unknown argument {unknown[0]!r}" + (f"; did you mean {close[0]}?" if close else "")
 
 
+def flags_for_command_substitution(flags: Sequence[str]) -> str:
+    """Flags joined by spaces for `llavaforge run ... $(python -m ...)`: the shell splits a
+    substitution on whitespace and does not remove quotes, so a flag is printed as it is and
+    one that holds whitespace or a quote (which would arrive broken) is refused."""
+    bad = [flag for flag in flags if any(c.isspace() or c in "'\"" for c in flag)]
+    if bad:
+        raise RunnerOptionError(f"cannot print {bad[0]!r} for $(...): it holds whitespace or a quote")
+    return " ".join(flags)
+
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)

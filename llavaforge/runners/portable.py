@@ -143,7 +143,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="SDK worker processes per stage (with --args-for)")
     args = p.parse_args(argv)
     if args.args_for:
-        print(" ".join(shlex.quote(a) for a in portable_args(args.args_for, args.workers)))
+        from llavaforge.runners.options import flags_for_command_substitution
+
+        print(flags_for_command_substitution(portable_args(args.args_for, args.workers)))
         return 0
     _, port = serve(args.port)
     print(f"llavaforge job service listening on localhost:{port}", flush=True)

@@ -6,8 +6,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -17,15 +15,14 @@ import pytest
 from PIL import Image
 
 from llavaforge.config.recipe import Recipe, load_recipe
-from llavaforge.crashpoint import STALL_ENV
 from llavaforge.jobs.ledger import Ledger, fingerprint, fingerprint_id
 from llavaforge.jobs.nightly import nightly
 from llavaforge.jobs.status import cross_run_duplicates, status
 from llavaforge.jobs.verify import verify
 from llavaforge.schemas.key_index import read_key_index
 from llavaforge.schemas.record import content_key
+from tests.jobs.stall import stalled
 
-REPO = Path(__file__).resolve().parents[2]
 DATE = "2024-05-01"
 
 
@@ -152,23 +149,10 @@ def test_killed_run_leaves_no_ledger_entry_and_next_run_completes_it(shards, tmp
     folder, keys = shards
     prefix = str(tmp_path / "out")
     nightly([str(folder / "a.tar")], prefix, Recipe(), DATE)
-    marker = tmp_path / "stalled"
-    env = {**os.environ, STALL_ENV: f"{point}:{marker}",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "llavaforge.cli", "nightly", "--input", str(folder / "*.tar"),
-         "--output", prefix, "--date", "2024-05-02"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while not marker.exists():
-            assert worker.poll() is None, "the run ended before reaching the stall point"
-            assert time.time() < deadline, "the run never reached the stall point"
-            time.sleep(0.1)
-    finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-    assert worker.returncode == -signal.SIGKILL
+    with stalled(["nightly", "--input", str(folder / "*.tar"), "--output", prefix, "--date", "2024-05-02"],
+                 point, tmp_path / "stalled") as child:
+        pass
+    assert child.returncode == -signal.SIGKILL
 
     ledger = Ledger.load(prefix)
     assert len(ledger.runs) == 1

@@ -6,8 +6,10 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from llavaforge.cli import main
+from llavaforge.config.recipe import Recipe, load_recipe
+from llavaforge.jobs.run import prepare
 from llavaforge.pipelines.build import build_pipeline
-from llavaforge.config.recipe import Recipe
 from llavaforge.runners.dataflow import DataflowConfig, dataflow_args, gpu_stage_hints, with_gpu_hints
 
 ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
@@ -44,22 +46,53 @@ def test_cpu_only_config_has_no_gpu_flags():
     assert not any("accelerator" in a or "sdk_containers" in a for a in args)
 
 
-def test_dataflow_job_graph_builds_offline_with_hints_on_gpu_stage_only(tmp_path):
-    pytest.importorskip("apitools", reason="needs apache-beam[gcp] (llavaforge[gcp])")
-    from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401 -- the gcp extra is complete
+MODEL_STAGES_ON_GPU = {"Annotate/Annotate_captioner", "Annotate/Annotate_detector", "Annotate/Annotate_tagger",
+                      "Synthesize"}
 
+
+def dataflow_job(recipe: Recipe, tmp_path):
+    """The Dataflow job of a whole run, translated by the Dataflow runner offline (dry run)."""
+    from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401 -- the gcp extra is installed
+
+    tmp_path.mkdir(exist_ok=True)
     shard = tmp_path / "s.tar"
     shard.write_bytes(b"")
-    options = PipelineOptions(dataflow_args(config()) + ["--dry_run=True", "--no_auth"])
-    pipeline = beam.Pipeline(options=options)
-    stats = build_pipeline(pipeline, Recipe(), [str(shard)], "gs://llavaforge-test/out", {"run_id": "r"},
-                           published_keys=[])
-    _ = stats | "GpuStage" >> with_gpu_hints(beam.Map(lambda s: s), gpu_stage_hints(options))
-    job = pipeline.run().job
+    launch = prepare("run", recipe, [str(shard)], str(tmp_path / "out"),
+                     dataflow_args(config()) + ["--dry_run=True", "--no_auth"])
+    pipeline = beam.Pipeline(options=launch.options)
+    build_pipeline(pipeline, recipe, [str(shard)], "gs://llavaforge-test/out/run-x", {"run_id": "x"})
+    return pipeline, pipeline.run().job
+
+
+def hinted_stages(job) -> set[str]:
+    """Top-level stage (or Annotate role) of every transform the Dataflow job runs on a GPU."""
     environments = job.proto_pipeline.components.environments
-    hinted = {env_id for env_id, env in environments.items()
-              if env.resource_hints.get("beam:resources:accelerator:v1") == ACCELERATOR.encode()}
-    assert len(hinted) == 1 and all(e.urn == "beam:env:docker:v1" for e in environments.values())
-    transforms = job.proto_pipeline.components.transforms.values()
-    assert {t.unique_name for t in transforms if t.environment_id in hinted} == {"GpuStage"}
-    assert sum(bool(t.environment_id) for t in transforms) > 10  # the CPU stages run in the default environment
+    gpu = {env_id for env_id, env in environments.items()
+           if env.resource_hints.get("beam:resources:accelerator:v1") == ACCELERATOR.encode()}
+    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values() if t.environment_id in gpu}
+    return {"/".join(n.split("/")[:2]) if n.startswith("Annotate/") else n.split("/")[0] for n in names}
+
+
+def test_only_stages_that_load_a_model_on_cuda_run_on_gpu_workers(tmp_path):
+    pipeline, job = dataflow_job(load_recipe(None, {"preset": "hub"}), tmp_path)
+    assert hinted_stages(job) == MODEL_STAGES_ON_GPU  # OCR, read, decode, dedup, checks and write stay on CPU
+    environments = job.proto_pipeline.components.environments
+    assert all(e.urn == "beam:env:docker:v1" for e in environments.values())
+    options = job.options.get_all_options()
+    assert options["machine_type"] == "n1-standard-8" and options["gpu_stage_min_ram"] == "16GB"
+    assert options["sdk_container_image"].endswith("llavaforge:1")
+    _, job = dataflow_job(Recipe(), tmp_path / "no-models")
+    assert hinted_stages(job) == set()  # no model configured: nothing is sent to GPU workers
+
+
+def test_dry_run_on_dataflow_prints_the_graph_and_touches_nothing(tmp_path, capsys):
+    pytest.importorskip("apitools")
+    shard = tmp_path / "s.tar"
+    shard.write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(["run", "--input", str(shard), "--output", str(out), "--preset", "hub", "--dry_run",
+                 *dataflow_args(config()), "--no_auth"])
+    assert code == 0 and not out.exists()
+    printed = capsys.readouterr().out
+    hinted = {line.split()[0] for line in printed.splitlines() if "accelerator=" in line}
+    assert hinted == MODEL_STAGES_ON_GPU and "Write" in printed and "Publish" in printed

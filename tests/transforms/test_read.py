@@ -162,3 +162,91 @@ def test_read_shards_pipeline_spreads_and_reads(tmp_path):
                     equal_to(["1.jpg", "2.jpg"]), label="samples")
         assert_that(rejects | "R" >> beam.Map(lambda r: r.reason),
                     equal_to(["no_image"]), label="rejects")
+
+
+def special_tar(path) -> str:
+    import io as _io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        def add(info, data=b""):
+            info.size = len(data)
+            tar.addfile(info, _io.BytesIO(data) if data else None)
+
+        add(tarfile.TarInfo("ok.jpg"), image_bytes(seed=1))
+        for name, kind, link in [("link.jpg", tarfile.SYMTYPE, "/etc/passwd"), ("hard.jpg", tarfile.LNKTYPE, "ok.jpg"),
+                                 ("folder", tarfile.DIRTYPE, ""), ("pipe.jpg", tarfile.FIFOTYPE, ""),
+                                 ("dev.jpg", tarfile.CHRTYPE, "")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            add(info)
+    return str(path)
+
+
+def test_every_tar_member_that_is_not_a_file_is_counted_with_its_own_reason(tmp_path):
+    out = read(special_tar(tmp_path / "special.tar"))
+    assert members_of(out) == ["ok.jpg"]
+    assert sorted((o.source_member, o.reason) for o in out if isinstance(o, Reject)) == [
+        ("dev.jpg", "device_member"), ("folder", "directory_member"), ("hard.jpg", "hardlink_member"),
+        ("link.jpg", "symlink_member"), ("pipe.jpg", "fifo_member")]
+
+
+def test_members_above_the_limit_are_rejects_and_not_read(tmp_path):
+    big = image_bytes(400, 400, fmt="PNG", seed=3)
+    url = write_tar(tmp_path / "big.tar", [("big.png", big), ("big.txt", b"caption"), ("small.jpg", image_bytes())])
+    out = read(url, ReadConfig(max_member_bytes=len(big) - 1))
+    assert members_of(out) == ["small.jpg"]
+    (reject,) = [o for o in out if isinstance(o, Reject)]
+    assert (reject.source_member, reject.reason) == ("big.png", "member_too_large")  # one input, caption or not
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "big.png").write_bytes(big)
+    assert reasons_of(read(str(folder), ReadConfig(max_member_bytes=100))) == ["member_too_large"]
+
+
+def test_path_cells_stay_inside_the_shard_folder_unless_a_prefix_is_allowed(tmp_path, memfs):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(image_bytes(fmt="PNG", seed=9))
+    memfs.pipe("/bucket/other.png", image_bytes(fmt="PNG", seed=8))
+    (tmp_path / "ds").mkdir()
+    rows = [{"image": {"bytes": None, "path": path}} for path in
+            (f"file://{secret}", str(secret), "memory://bucket/other.png", "http://127.0.0.1:9/x.png", "local://x.png")]
+    url = write_parquet(tmp_path / "ds" / "s.parquet", rows)
+    out = read(url)
+    assert reasons_of(out) == ["image_path_not_allowed"] * 5
+    allowed = read(url, ReadConfig(allowed_path_prefixes=[f"file://{tmp_path}", "memory://bucket"]))
+    assert members_of(allowed) == ["row 0", "row 2"]
+
+
+def test_a_symlink_out_of_a_folder_shard_is_not_followed(tmp_path):
+    (tmp_path / "outside.jpg").write_bytes(image_bytes(seed=4))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "in.jpg").write_bytes(image_bytes(seed=5))
+    (folder / "escape.jpg").symlink_to(tmp_path / "outside.jpg")
+    out = read(str(folder))
+    assert members_of(out) == ["in.jpg"] and reasons_of(out) == ["symlink_member"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not parquet" * 10])
+def test_a_bad_parquet_first_among_the_inputs_is_that_shards_reject(tmp_path, content):
+    (tmp_path / "a-bad.parquet").write_bytes(content)
+    good = write_parquet(tmp_path / "b-good.parquet", [{"image": image_bytes(seed=1)}])
+    urls = match_inputs([str(tmp_path / "*.parquet")], CONFIG)  # no traceback at launch
+    assert len(urls) == 2
+    out = read(urls[0])
+    assert [(o.reason, o.source_url) for o in out] == [("unreadable_shard", urls[0])]
+    assert members_of(read(good)) == ["row 0"]
+
+
+def test_every_read_reason_is_in_the_readme():
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "llavaforge" / "transforms" / "read.py").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    reasons = set(re.findall(r'(?:shard_reject\(url, |member_reject\(url, \w+, |STAGE, |TarInfo\.\w+, |\()"([a-z]+_[a-z_]+)"[,)]',
+                             source))
+    assert {"symlink_member", "member_too_large", "image_path_not_allowed", "unknown_shard_type"} <= reasons
+    missing = sorted(r for r in reasons if f"`{r}`" not in readme)
+    assert not missing, f"reject reasons missing from the README table: {missing}"

@@ -54,3 +54,54 @@ def test_parquet_is_read_in_bounded_batches(tmp_path):
         peaks[n] = python_peak
     assert peaks[80] < 1.5 * peaks[8] + 4 * MEMBER_BYTES, peaks
     assert peaks[80] < 80 * MEMBER_BYTES / 4, peaks  # far below the whole shard
+
+
+GIB = 1024 ** 3
+_READ_AND_MEASURE = """
+import json, resource, sys
+from llavaforge.config.sections import ReadConfig
+from llavaforge.transforms.read import read_shard
+outputs = [(type(o).__name__, getattr(o, "reason", None), o.source.member if hasattr(o, "source") else o.source_member)
+           for o in read_shard(sys.argv[1], ReadConfig())]
+print(json.dumps({"outputs": outputs, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def gzip_tar_with_a_huge_member(path, huge_bytes: int, after: bytes) -> str:
+    """A .tar.gz whose first member is `huge_bytes` of zeros (a few MB on disk), then a small JPEG."""
+    import gzip
+    import tarfile
+
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        info = tarfile.TarInfo("huge.png")
+        info.size = huge_bytes
+        out.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = bytes(16 * 1024 * 1024)
+        for _ in range(huge_bytes // len(chunk)):
+            out.write(chunk)
+        small = tarfile.TarInfo("after.jpg")
+        small.size = len(after)
+        out.write(small.tobuf(format=tarfile.GNU_FORMAT) + after + bytes(-len(after) % 512) + bytes(1024))
+    return str(path)
+
+
+def read_in_child(url: str) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _READ_AND_MEASURE, url], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_2_gib_gzip_member_is_rejected_in_flat_memory(tmp_path):
+    from tests.conftest import image_bytes
+
+    after = image_bytes(seed=1)
+    huge = read_in_child(gzip_tar_with_a_huge_member(tmp_path / "bomb.tar.gz", 2 * GIB, after))
+    small = read_in_child(gzip_tar_with_a_huge_member(tmp_path / "small.tar.gz", 16 * 1024 * 1024, after))
+    assert (tmp_path / "bomb.tar.gz").stat().st_size < 20 * 1024 * 1024
+    assert huge["outputs"] == [["Reject", "member_too_large", "huge.png"], ["RawSample", None, "after.jpg"]]
+    # Peak memory of the 2 GiB read is that of a 16 MiB one: the member is skipped, never held.
+    assert huge["peak_kb"] - small["peak_kb"] < 64 * 1024, (huge["peak_kb"], small["peak_kb"])

@@ -166,3 +166,31 @@ def test_offline_smollm2_writes_at_least_one_valid_llava_conversation(tmp_path):
         assert all(r.stage == STAGE for r in rejects)
 
     run_and_write(records, config, tmp_path / "out", check_records, check_rejects)
+
+
+def test_one_request_that_makes_the_backend_raise_costs_only_its_own_sample(tmp_path, monkeypatch):
+    """A batch of 16 where one prompt makes the hf backend raise (too long, out of memory): the
+    batch is retried request by request, 15 samples are written, 1 is an `llm_error`."""
+    from llavaforge.models.llm.hf import HfGenerator
+
+    def generate(self, requests):
+        if any("POISON" in r.messages[-1]["content"] for r in requests):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return [Generation(text="Question: What is the dog doing?\nAnswer: The dog is running along the beach.",
+                           tokens_in=10, tokens_out=12) for _ in requests]
+
+    monkeypatch.setattr(HfGenerator, "generate", generate)
+    config = config_for({"preset": "tiny", "synthesize.tasks": ["conversation"], "synthesize.task_mix": "all",
+                         "synthesize.min_batch_size": 16, "synthesize.max_batch_size": 16})
+    records = [described(i, caption="A dog runs on a beach. POISON" if i == 7 else "A dog runs on a beach.")
+               for i in range(16)]
+
+    def check_records(out):
+        assert sorted(r.key for r in out) == sorted(f"{i:032x}" for i in range(16) if i != 7)
+
+    def check_rejects(rejects):
+        assert sorted((r.key, r.reason, r.task, r.retryable) for r in rejects) == [
+            (f"{7:032x}", "llm_error", "conversation", True), (f"{7:032x}", "no_conversation", None, True)]
+        assert "out of memory" in next(r.detail for r in rejects if r.reason == "llm_error")
+
+    run_and_write(records, config, tmp_path / "out", check_records, check_rejects)

@@ -7,11 +7,18 @@ expected JSON is retried up to `max_retries` times with exponential backoff and 
 A request that still fails comes back as a `Generation` with `error` set. Every HTTP
 attempt counts against `request_budget`. The API key is read from the environment variable
 the recipe names, sent only in the Authorization header, and never put in an error text.
+
+`timeout_s` is a deadline for one attempt as a whole (connect, send, headers, body): a server
+that trickles its reply is cut off at the deadline, not merely after a quiet interval. A
+redirect is followed only to the same origin (scheme, host, port) and only as a 307/308 that
+keeps the POST; any other redirect fails the request without sending anything (nor the key)
+to the new location.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import logging
 import os
@@ -19,8 +26,7 @@ import random
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -29,6 +35,59 @@ from llavaforge.config.synthesize import OpenAiBackendConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+FOLLOWED_REDIRECTS = frozenset({307, 308})
+MAX_REDIRECTS = 3
+
+
+class DeadlineExceeded(TimeoutError):
+    pass
+
+
+def _origin(url: str) -> tuple[str, Optional[str], Optional[int]]:
+    parts = urllib.parse.urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname, parts.port or default
+
+
+def post_with_deadline(url: str, data: bytes, headers: dict[str, str], deadline: float) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of one POST that must be done by `deadline` (time.monotonic).
+    A timer shuts the socket down at the deadline, so a blocked read returns at once."""
+    parts = urllib.parse.urlsplit(url)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded()
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=remaining)
+    expired = threading.Event()
+    sockets: list[socket.socket] = []
+
+    def cut() -> None:
+        expired.set()
+        for sock in sockets:  # the connection hands its socket to the reply: keep our own reference
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(remaining, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        connection.connect()
+        sockets.append(connection.sock)
+        if expired.is_set():
+            cut()
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", path or "/", body=data, headers=headers)
+        reply = connection.getresponse()
+        return reply.status, reply.headers, reply.read()
+    except (OSError, http.client.HTTPException):
+        if expired.is_set() or time.monotonic() >= deadline:
+            raise DeadlineExceeded() from None
+        raise
+    finally:
+        timer.cancel()
+        connection.close()
 
 
 class _Attempt(NamedTuple):
@@ -107,20 +166,27 @@ class OpenAiClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        http = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        url, deadline = self.url, time.monotonic() + self.config.timeout_s
         try:
-            with self._slots, urllib.request.urlopen(http, timeout=self.config.timeout_s) as reply:
-                payload = reply.read()
-        except urllib.error.HTTPError as e:
-            e.close()
-            retryable = e.code in RETRYABLE_STATUS or e.code >= 500
-            return _Attempt(None, f"HTTP {e.code}", retryable, retry_after_seconds(e.headers.get("Retry-After")))
-        except (TimeoutError, socket.timeout):
-            return _Attempt(None, "timeout", True)
-        except (urllib.error.URLError, ConnectionError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            kind = "timeout" if isinstance(reason, (TimeoutError, socket.timeout)) else type(reason).__name__
-            return _Attempt(None, f"connection failed ({kind})", True)
+            with self._slots:
+                for redirects in range(MAX_REDIRECTS + 1):
+                    status, reply_headers, payload = post_with_deadline(url, data, headers, deadline)
+                    if not 300 <= status < 400:
+                        break
+                    target = urllib.parse.urljoin(url, reply_headers.get("Location") or "")
+                    if status not in FOLLOWED_REDIRECTS or _origin(target) != _origin(self.url):
+                        return _Attempt(None, f"HTTP {status} redirect to another place not followed (the API key "
+                                              f"is sent to the configured origin only)")
+                    if redirects == MAX_REDIRECTS or not self._take_budget():
+                        return _Attempt(None, f"HTTP {status}: too many redirects or request budget exhausted")
+                    url = target
+        except (DeadlineExceeded, TimeoutError, socket.timeout):
+            return _Attempt(None, f"timeout (no complete reply within {self.config.timeout_s:g} s)", True)
+        except (ConnectionError, OSError, http.client.HTTPException) as e:
+            return _Attempt(None, f"connection failed ({type(e).__name__})", True)
+        if status >= 400:
+            retryable = status in RETRYABLE_STATUS or status >= 500
+            return _Attempt(None, f"HTTP {status}", retryable, retry_after_seconds(reply_headers.get("Retry-After")))
         try:
             return _Attempt(_read_reply(payload))
         except (ValueError, KeyError, IndexError, TypeError) as e:

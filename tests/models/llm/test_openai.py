@@ -1,3 +1,8 @@
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from llavaforge.models.llm.base import LlmRequest
@@ -87,3 +92,119 @@ def test_api_key_comes_from_the_named_variable(monkeypatch):
         OpenAiLlmHandler("m", OpenAiBackendConfig(api_key_env="LF_KEY_VAR"), 8, SamplingConfig()).load_model()
     assert KEY not in str(err.value)
     assert read_api_key(None) is None
+
+
+class _Recorder(FaultServer):
+    """A second origin: records what reaches it."""
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_to_another_origin_never_receives_the_key(status):
+    with _Recorder({}) as elsewhere, _RedirectServer(status, elsewhere.base_url + "/chat/completions") as redirecting:
+        config = OpenAiBackendConfig(base_url=redirecting.base_url, timeout_s=2, max_retries=2, request_budget=10)
+        generation = OpenAiClient(config, "m", 8, SamplingConfig(), KEY, sleep=lambda s: None).complete(request("M"))
+    assert generation.error and "not followed" in generation.error and KEY not in generation.error
+    assert elsewhere.authorizations == [] and elsewhere.bodies == []  # nothing was sent there
+    assert redirecting.hits == 1  # not retried: a redirect will not go away
+
+
+def test_a_same_origin_307_is_followed_with_the_key_and_counts_against_the_budget():
+    with FaultServer({"M": [("ok", GOOD)]}) as server:
+        with _RedirectServer(307, None, forward_to=server) as redirecting:
+            config = OpenAiBackendConfig(base_url=redirecting.base_url, timeout_s=2, max_retries=0, request_budget=1)
+            client_ = OpenAiClient(config, "m", 8, SamplingConfig(), KEY, sleep=lambda s: None)
+            assert "budget" in client_.complete(request("M")).error  # the follow-up would be a second request
+            client_.config = config.model_copy(update={"request_budget": 2})
+            client_.requests_sent = 0
+            assert client_.complete(request("M")).text == "same origin ok"
+    assert redirecting.authorizations[-1] == f"Bearer {KEY}"
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline():
+    with _TrickleServer() as trickle:
+        config = OpenAiBackendConfig(base_url=trickle.base_url, timeout_s=1.0, max_retries=1, request_budget=5)
+        started = time.monotonic()
+        generation = OpenAiClient(config, "m", 8, SamplingConfig(), KEY, sleep=lambda s: None).complete(request("M"))
+        elapsed = time.monotonic() - started
+    assert "timeout" in generation.error and trickle.hits == 2
+    assert elapsed < 2 * 1.0 + 1.0  # two attempts of at most 1 s each, plus scheduling slack
+
+
+class _LocalServer:
+    def __init__(self, handler) -> None:
+        self.hits = 0
+        self.authorizations: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _RedirectServer(_LocalServer):
+    """Answers every POST with a redirect: to `location`, or (307, `forward_to`) to itself at
+    another path that it then answers itself."""
+
+    def __init__(self, status: int, location, forward_to=None) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.hits += 1
+                outer.authorizations.append(self.headers.get("Authorization", ""))
+                if self.path == "/v1/moved/chat/completions":
+                    payload = json.dumps({"choices": [{"message": {"content": "same origin ok"}}]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                self.send_response(status)
+                self.send_header("Location", location or "/v1/moved/chat/completions")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        super().__init__(Handler)
+
+
+class _TrickleServer(_LocalServer):
+    """Sends its headers, then one byte of the body every 0.3 s, forever."""
+
+    def __init__(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                try:
+                    for _ in range(200):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.3)
+                except OSError:
+                    pass
+
+        super().__init__(Handler)
