@@ -31,21 +31,27 @@ def is_local(fs) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _local_temporary(path: str) -> str:
+def _complete_temporary(path: str, data: bytes) -> str:
+    """`data` written and synced to a temporary file beside `path`; returns its name."""
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    os.makedirs(folder or ".", exist_ok=True)
+    temporary = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return temporary
 
 
 def write_atomic(url: str, data: bytes) -> None:
     fs, path = url_to_fs(url)
     if is_local(fs):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        temporary = _local_temporary(path)
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+        temporary = _complete_temporary(path, data)
+        try:
+            os.replace(temporary, path)
+        except OSError:
+            os.unlink(temporary)
+            raise
     else:
         fs.pipe_file(path, data)
 
@@ -54,12 +60,7 @@ def create_exclusive(url: str, data: bytes) -> bool:
     """Write `data` at `url` unless a file is already there; True when this call created it."""
     fs, path = url_to_fs(url)
     if is_local(fs):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        temporary = _local_temporary(path)
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        temporary = _complete_temporary(path, data)
         try:
             os.link(temporary, path)
         except FileExistsError:
