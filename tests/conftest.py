@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -57,7 +58,8 @@ def make_record(key: str = "0" * 32, seed: int = 0, member: str = "a.jpg", url: 
     data = image_bytes(seed=seed)
     return ImageRecord(key=key, source=Source(url=url, member=member),
                        image=ImageInfo(data=data, format="jpg", width=64, height=48,
-                                       sha256=key * 2, phash="0" * 16),
+                                       sha256=hashlib.sha256(data).hexdigest(), phash="0" * 16,
+                                       source_sha256=key * 2),
                        annotations=annotations or Annotations())
 
 

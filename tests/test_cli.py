@@ -69,8 +69,11 @@ def test_run_accounts_for_every_input_and_verifies(shards, tmp_path, capsys):
     assert stats["shards"]["samples"] == 2
     report = verify(str(out))
     assert report.ok, report.problems
-    for folder in ("samples", "wds", "llava", "images", "rejects"):
+    for folder in ("samples", "wds", "images", "rejects"):
         assert any((run_dir / folder).iterdir()), folder
+    # No LLM stage: curated images only, and no LLaVA record a trainer could not take.
+    assert not (run_dir / "llava").exists() and not (run_dir / "llava.json").exists()
+    assert sorted(p.name for p in (run_dir / "wds").iterdir()) == ["jpg", "png"]  # one stream per extension
     assert not (tmp_path / "etc").exists()
     text = capsys.readouterr().out
     assert "balanced    yes" in text and "decode/truncated" in text and f"published   {run_dir}" in text
@@ -94,7 +97,7 @@ def test_verify_catches_tampering(shards, tmp_path):
     image = next((run_dir / "images").iterdir())
     image.unlink()
     report = verify(str(out))
-    assert not report.ok and any("missing from images/" in p for p in report.problems)
+    assert not report.ok and any("images/ holds 5 files but the samples name 6" in p for p in report.problems)
     assert main(["verify", str(out)]) == 1
     (run_dir / "stats.json").unlink()
     assert any("did not complete" in p for p in verify(str(out)).problems)

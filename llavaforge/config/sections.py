@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
@@ -59,8 +59,9 @@ class DecodeConfig(StrictModel):
         default=10.0, ge=1.0, description="Images with long side / short side above this are rejected.")
     reencode_format: str = Field(
         default="png",
-        description="Format for images whose original bytes are not kept (not JPEG/PNG/WebP, "
-                    "EXIF-rotated, or a mode training loaders misread): png or jpg.")
+        description="Format for images whose original bytes are not kept (not JPEG/PNG/WebP, EXIF-rotated, "
+                    "or bytes a training loader's convert('RGB') would render differently, e.g. alpha): png keeps "
+                    "the canonical pixels exactly; jpg is smaller, and models and trainers both see its pixels.")
 
     @field_validator("reencode_format")
     @classmethod
@@ -81,6 +82,15 @@ class DedupConfig(StrictModel):
 
 
 class WriteConfig(StrictModel):
+    flagged: Literal["review", "include"] = Field(
+        default="review",
+        description="Samples a check flagged (severity `flag`): review = kept out of the training formats "
+                    "(samples/, wds/, llava/) and written to review/ with their flags; include = written to every "
+                    "format with a `flags` field trainers can filter on.")
+    llava_single_file: bool = Field(
+        default=True,
+        description="Also write llava.json: every LLaVA record of the run in one file, what LLaVA's --data_path "
+                    "takes (with dataset_info.json for LLaMA-Factory beside it).")
     images_per_shard: int = Field(
         default=1000, ge=1,
         description="Target images per output shard (samples/, wds/, llava/); shards are "

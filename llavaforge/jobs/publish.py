@@ -27,12 +27,13 @@ from llavaforge.jobs.ledger import DONE, FAILED, RETRY, Ledger, RunEntry, ShardE
 from llavaforge.jobs.prefix import OutputPrefix
 from llavaforge.jobs.verify import verify_run
 from llavaforge.schemas.key_index import write_key_index
-from llavaforge.schemas.layout import REJECTS_DIR, SAMPLES_DIR, key_index
-from llavaforge.storage import join
+from llavaforge.schemas.dataset_card import dataset_card
+from llavaforge.schemas.layout import DATASET_CARD, REJECTS_DIR, REVIEW_DIR, SAMPLES_DIR, key_index
+from llavaforge.storage import join, write_atomic
 from llavaforge.transforms.read import STAGE as READ_STAGE
 
 STATS_KEPT = ("inputs", "images_written", "samples_written", "images_rejected", "duplicates",
-              "sample_rejects", "balanced")
+              "sample_rejects", "review_samples", "balanced")
 
 
 class RunNotVerified(RuntimeError):
@@ -120,13 +121,27 @@ def publish(publication: Publication, stats: dict[str, Any]) -> RunEntry:
     entry = RunEntry(seq=p.seq, kind=p.kind, run_id=p.run_id, date=p.date, recipe_hash=p.recipe_hash,
                      output=p.output, started_at=p.started_at, finished_at=time.time(),
                      stats={k: stats[k] for k in STATS_KEPT}, keys_index=keys_index, keys=keys, shards=shards)
-    Ledger(prefix, []).commit(entry)
+    ledger = Ledger.load(prefix)
+    ledger.commit(entry)
+    write_dataset_card(prefix, ledger)
     stall_at("after-commit")
     for folder in p.superseded:
         prefix.remove_run_folder(folder)
     if p.lease is not None:
         p.lease.release()
     return entry
+
+
+def write_dataset_card(prefix: OutputPrefix, ledger: Ledger) -> None:
+    """README.md at the prefix: a Hugging Face dataset card over what the ledger publishes
+    (rewritten at each publication, and when a job starts, so it never names a removed folder)."""
+    published = [r for r in ledger.runs if r.output in set(ledger.published_folders())]
+    samples = [f"{r.output}/{SAMPLES_DIR}/*.parquet" for r in published if r.stats.get("samples_written")]
+    review = [f"{r.output}/{REVIEW_DIR}/*.parquet" for r in published if r.stats.get("review_samples")]
+    if not samples:
+        return
+    write_atomic(prefix.url_of(DATASET_CARD),
+                 dataset_card(samples, review, f"llavaforge output: {prefix.url.rsplit('/', 1)[-1]}").encode())
 
 
 class _PublishFn(beam.DoFn):

@@ -29,7 +29,7 @@ from llavaforge.config.recipe import Recipe
 from llavaforge.jobs import lease as leases
 from llavaforge.jobs.ledger import Ledger, RunEntry, fingerprint
 from llavaforge.jobs.prefix import OutputPrefix
-from llavaforge.jobs.publish import Publication, Publish
+from llavaforge.jobs.publish import Publication, Publish, write_dataset_card
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.runners.metrics import model_metrics
 from llavaforge.runners.options import pipeline_options, share_cores_between_workers
@@ -84,7 +84,9 @@ def take_prefix(launch: Launch, run_id: str) -> leases.Lease:
     launch.prefix.claim(launch.kind)
     lease = leases.acquire(launch.prefix, run_id)
     try:
-        remove_leftovers(launch.prefix, Ledger.load(launch.prefix))
+        ledger = Ledger.load(launch.prefix)
+        remove_leftovers(launch.prefix, ledger)
+        write_dataset_card(launch.prefix, ledger)
     except BaseException:
         lease.release()
         raise

@@ -7,6 +7,7 @@ published (a crashed or running job); given a run folder, that folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,10 +19,12 @@ from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
 from llavaforge.jobs.ledger import Ledger
 from llavaforge.jobs.prefix import OutputPrefix
-from llavaforge.schemas.layout import IMAGES_DIR, LLAVA_DIR, REJECTS_DIR, SAMPLES_DIR, STATS_FILE, WDS_DIR
+from llavaforge.schemas.layout import (IMAGES_DIR, LLAVA_DIR, LLAVA_FILE, REJECTS_DIR, REVIEW_DIR, SAMPLES_DIR,
+                                       STATS_FILE, WDS_DIR)
 from llavaforge.schemas.llava import llava_record_errors
 from llavaforge.schemas.record import Reject
 from llavaforge.storage import join
+from llavaforge.transforms.review import STAGE as REVIEW_STAGE
 from llavaforge.transforms.write import reject_counts
 
 _MAX_LISTED = 10
@@ -45,33 +48,51 @@ def _files(fs, root: str, folder: str, suffix: str) -> list[str]:
     return sorted(fs.glob(join(root, folder, f"*{suffix}")))
 
 
-def _check_samples(fs, root: str, report: VerifyReport) -> set[str]:
-    keys: set[str] = set()
+class _Samples:
+    """What the samples table says: every key, the keys that have conversations (LLaVA
+    records), each key's image file name and the sha256 of its written bytes."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.with_conversations: set[str] = set()
+        self.images: dict[str, tuple[str, str]] = {}  # key -> (images/ file name, sha256)
+        self.rows = 0
+
+
+def _check_samples(fs, root: str, report: VerifyReport) -> _Samples:
+    found = _Samples()
     ids: Counter = Counter()
     shard_of_key: dict[str, str] = {}
-    rows = 0
     for path in _files(fs, root, SAMPLES_DIR, ".parquet"):
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=["id", "key", "image", "conversations"])
+            table = pq.read_table(f, columns=["id", "key", "task", "image.path", "conversations", "sha256"])
         for row in table.to_pylist():
-            rows += 1
+            found.rows += 1
             ids[row["id"]] += 1
             if shard_of_key.setdefault(row["key"], path) != path:
                 report.problem(f"key {row['key']} written in two shards: {shard_of_key[row['key']]}, {path}")
-            keys.add(row["key"])
-            for err in llava_record_errors({"id": row["id"], "image": row["image"],
+            found.keys.add(row["key"])
+            found.images[row["key"]] = (row["path"], row["sha256"])
+            if row["task"] is None:  # a curation-only row: an image without conversations
+                if row["conversations"]:
+                    report.problem(f"samples row {row['id']}: conversations without a task")
+                continue
+            found.with_conversations.add(row["key"])
+            for err in llava_record_errors({"id": row["id"], "image": row["path"],
                                             "conversations": row["conversations"]}):
                 report.problem(f"samples row {row['id']}: {err}")
     for sample_id, n in ids.items():
         if n > 1:
             report.problem(f"sample id {sample_id} appears {n} times")
-    report.counts["samples_rows"] = rows
-    return keys
+    report.counts["samples_rows"] = found.rows
+    return found
 
 
 def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
+    """Every WebDataset stream (wds/<ext>/) holds samples of exactly `<key>.<ext>` + `<key>.json`."""
     keys: set[str] = set()
-    for path in _files(fs, root, WDS_DIR, ".tar"):
+    for path in sorted(fs.glob(join(root, WDS_DIR, "*", "*.tar"))):
+        stream = path.rsplit("/", 2)[-2]
         members: dict[str, set[str]] = {}
         with fs.open(path, "rb") as f:
             for item in tar_file_iterator(f):
@@ -85,8 +106,8 @@ def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
             if key in keys:
                 report.problem(f"wds key {key} written twice")
             keys.add(key)
-            if "json" not in exts or len(exts) != 2:
-                report.problem(f"{path}: sample {key} has members {sorted(exts)}, expected image + json")
+            if exts != {stream, "json"}:
+                report.problem(f"{path}: sample {key} has members {sorted(exts)}, expected {stream} + json")
     return keys
 
 
@@ -110,9 +131,37 @@ def _check_llava(fs, root: str, report: VerifyReport) -> set[str]:
                     report.problem(f"{path}: image {image} missing from images/")
                 keys.add(image.rsplit(".", 1)[0])
     report.counts["llava_records"] = records
-    if len(images) != len(keys):
-        report.problem(f"images/ holds {len(images)} files but LLaVA records name {len(keys)}")
+    single = join(root, LLAVA_FILE)
+    if fs.exists(single):
+        with fs.open(single, "r") as f:
+            whole = json.load(f)
+        if len(whole) != records or any(llava_record_errors(item) for item in whole):
+            report.problem(f"{LLAVA_FILE} holds {len(whole)} records, llava/ {records} (or a malformed one)")
     return keys
+
+
+def _check_images(fs, root: str, samples: _Samples, report: VerifyReport) -> None:
+    """images/ holds exactly the samples' images, each with the sha256 its rows state."""
+    files = {p.rsplit("/", 1)[-1]: p for p in _files(fs, root, IMAGES_DIR, "")}
+    named = {name: sha for name, sha in samples.images.values()}
+    if set(files) != set(named):
+        only = sorted(set(files) ^ set(named))[:_MAX_LISTED]
+        report.problem(f"images/ holds {len(files)} files but the samples name {len(named)} (e.g. {only})")
+    for name in sorted(set(files) & set(named)):
+        if hashlib.sha256(fs.cat_file(files[name])).hexdigest() != named[name]:
+            report.problem(f"images/{name} does not have the sha256 its samples rows state")
+
+
+def _check_review(fs, root: str, rejects: list[Reject], report: VerifyReport) -> None:
+    """Each sample in review/ is a `review` reject of the same image and task."""
+    held = {(r.key, r.task) for r in rejects if r.stage == REVIEW_STAGE and r.task is not None}
+    rows = set()
+    for path in _files(fs, root, REVIEW_DIR, ".parquet"):
+        with fs.open(path, "rb") as f:
+            rows |= {(r["key"], r["task"]) for r in pq.read_table(f, columns=["key", "task"]).to_pylist()}
+    if rows != held:
+        report.problem(f"review/ holds {len(rows)} samples but {len(held)} were held for review")
+    report.counts["review_samples"] = len(rows)
 
 
 def _read_rejects(fs, root: str) -> list[Reject]:
@@ -163,15 +212,17 @@ def verify_run(run_dir: str, expected_run_id: str = "") -> VerifyReport:
         stats = json.load(f)
     if expected_run_id and stats.get("run_id") != expected_run_id:
         report.problem(f"stats.json belongs to run {stats.get('run_id')}, the ledger names run {expected_run_id}")
-    sample_keys = _check_samples(fs, root, report)
-    wds_keys = _check_wds(fs, root, report)
-    llava_keys = _check_llava(fs, root, report)
-    for name, keys in (("wds", wds_keys), ("llava", llava_keys)):
-        if keys != sample_keys:
-            only = sorted(keys ^ sample_keys)[:_MAX_LISTED]
-            report.problem(f"{name} keys differ from samples keys ({len(keys)} vs {len(sample_keys)}; e.g. {only})")
-    counts = reject_counts(_read_rejects(fs, root))
-    written = len(sample_keys)
+    samples = _check_samples(fs, root, report)
+    for name, keys, expected in (("wds", _check_wds(fs, root, report), samples.keys),
+                                 ("llava", _check_llava(fs, root, report), samples.with_conversations)):
+        if keys != expected:
+            only = sorted(keys ^ expected)[:_MAX_LISTED]
+            report.problem(f"{name} keys differ from samples keys ({len(keys)} vs {len(expected)}; e.g. {only})")
+    _check_images(fs, root, samples, report)
+    rejects = _read_rejects(fs, root)
+    _check_review(fs, root, rejects, report)
+    counts = reject_counts(rejects)
+    written = len(samples.keys)
     report.counts.update({"inputs": stats.get("inputs"), "images_written": written, **counts})
     total = written + counts["images_rejected"] + counts["duplicates"]
     if stats.get("inputs") != total:

@@ -20,6 +20,7 @@ from llavaforge.transforms.dedup import ExactDedup, NearDedup
 from llavaforge.transforms.published import DropPublished
 from llavaforge.transforms.question_dedup import QuestionDedup
 from llavaforge.transforms.read import ReadShards
+from llavaforge.transforms.review import HoldForReview
 from llavaforge.transforms.synthesize import Synthesize
 from llavaforge.transforms.write import WriteOutputs
 
@@ -49,6 +50,8 @@ def enabled_stages(recipe: Recipe, hints: Optional[dict[str, str]] = None) -> li
             stages.append(("Check", Check(recipe.check)))
         if recipe.check.questions.enabled:
             stages.append(("QuestionDedup", QuestionDedup(recipe.check.questions, recipe.seed)))
+        if recipe.write.flagged == "review":
+            stages.append(("HoldForReview", HoldForReview()))
     return stages
 
 

@@ -6,7 +6,8 @@ objects, possibly inside `{"conversations": [...]}`), and labelled blocks
 markdown bold, numbering, list dashes), with or without markdown code fences. Text before
 the first label is ignored; a trailing question without an answer (output cut at
 `max_new_tokens`) is dropped. `<image>` is removed from generated text and inserted exactly
-once, at the start of the first human turn.
+once, at the start of the first human turn. Every turn's whitespace is normalised
+(`normalise_text`): no hard line breaks inside sentences.
 """
 
 from __future__ import annotations
@@ -37,8 +38,31 @@ class Parsed(NamedTuple):
     error: str = ""
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+_INLINE_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def normalise_text(text: str) -> str:
+    """Whitespace as a trainer wants it, meaning unchanged: a line break inside a sentence
+    becomes a space ("a very\nimportant cat" -> "a very important cat"), runs of spaces become
+    one; paragraph breaks (blank lines) and list items (-, *, 1.) keep their own lines."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines: list[str] = []
+        for line in (_INLINE_SPACES.sub(" ", raw).strip() for raw in block.split("\n")):
+            if not line:
+                continue
+            if lines and not _LIST_ITEM.match(line):
+                lines[-1] = f"{lines[-1]} {line}"
+            else:
+                lines.append(line)
+        if lines:
+            paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 def _clean_value(value: str) -> str:
-    return value.replace(IMAGE_TOKEN, "").strip()
+    return normalise_text(value.replace(IMAGE_TOKEN, ""))
 
 
 def strip_fences(text: str) -> str:

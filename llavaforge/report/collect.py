@@ -35,7 +35,7 @@ TOKEN_METHOD = (f"approximate: words plus punctuation marks (regex {TOKEN_PATTER
                 "tokenizer; a BPE tokenizer counts somewhat more (SmolLM2's: 1.07x on English chat text)")
 
 SAMPLE_COLUMNS = [
-    "id", "image", "conversations", "key", "task", "image_format", "width", "height",
+    "id", "image.path", "conversations", "key", "task", "image_format", "width", "height",
     "source_url", "source_member", "source_texts", "captions", "objects", "tags", "ocr",
     "backend", "model", "prompt_version", "tokens_in", "tokens_out", "flags",
 ]
@@ -144,8 +144,13 @@ def _parquet_files(fs, root: str, folder: str) -> list[str]:
 
 
 def _read_table(fs, path: str, columns: Optional[list[str]] = None) -> pa.Table:
+    """The columns asked for; a nested field (`image.path`: the image's file name, without its
+    embedded bytes) comes back under its top-level name (`image`)."""
     with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=columns)
+        table = pq.read_table(f, columns=columns)
+    if columns:
+        table = table.rename_columns([name.split(".", 1)[0] for name in columns])
+    return table
 
 
 def _value_counts(array: pa.Array) -> Counter:

@@ -2,13 +2,15 @@
 
     PREFIX/_llavaforge.json            the prefix's marker: llavaforge writes only where it is (or
                                        into an empty/missing prefix, which it then marks)
+    PREFIX/README.md                   dataset card: `load_dataset(PREFIX)` reads what is published
     PREFIX/_lease.json                 held by the one run working on the prefix (expires)
     PREFIX/_ledger/NNNNNNNN.json       the commit log: entry N publishes one run folder
     PREFIX/_ledger/keys/run-ID.parquet keys a run published (nightly)
     PREFIX/run-ID/                     a `run`'s folder        } published once their ledger
     PREFIX/dt=DATE/run-ID/             a `nightly` run's folder} entry exists, else incomplete
-        _run.json  samples/NNNNN.parquet  wds/NNNNN.tar  llava/NNNNN.json  images/KEY.EXT
-        rejects/NNNNN.parquet  stats.json (written last)  metrics.json  report.html
+        _run.json  samples/NNNNN.parquet  wds/EXT/NNNNN.tar  llava/NNNNN.json  images/KEY.EXT
+        llava.json  dataset_info.json  review/NNNNN.parquet  rejects/NNNNN.parquet
+        stats.json (written last)  metrics.json  report.html
 
 A run folder is written only by its own run and never changes after its ledger entry exists.
 """
@@ -21,6 +23,7 @@ from typing import Optional
 from llavaforge.storage import join
 
 PREFIX_MARKER = "_llavaforge.json"
+DATASET_CARD = "README.md"
 LEASE_FILE = "_lease.json"
 LEDGER_DIR = "_ledger"
 KEYS_DIR = f"{LEDGER_DIR}/keys"
@@ -28,8 +31,11 @@ RUN_MARKER = "_run.json"
 STATS_FILE = "stats.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
-SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REJECTS_DIR = "samples", "wds", "llava", "images", "rejects"
-OUTPUT_DIRS = (SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REJECTS_DIR)
+LLAVA_FILE = "llava.json"
+LLAMA_FACTORY_INFO = "dataset_info.json"
+SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR = "samples", "wds", "llava", "images"
+REVIEW_DIR, REJECTS_DIR = "review", "rejects"
+OUTPUT_DIRS = (SAMPLES_DIR, WDS_DIR, LLAVA_DIR, IMAGES_DIR, REVIEW_DIR, REJECTS_DIR)
 RUN_FOLDER_PATTERNS = ("run-*", "dt=*/run-*")
 
 _RUN_ID = r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}"
@@ -37,8 +43,8 @@ _RUN_FOLDER = re.compile(rf"^(?:dt=[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}/)?run-({_RUN
 _LEDGER_ENTRY = re.compile(r"^([0-9]{8})\.json$")
 # Every file a run writes inside its folder; nothing else there is ever deleted by llavaforge.
 _RUN_FILES = re.compile(
-    rf"^(?:{re.escape(RUN_MARKER)}|{STATS_FILE}|{METRICS_FILE}|{REPORT_FILE}"
-    rf"|(?:{SAMPLES_DIR}|{REJECTS_DIR})/[0-9]{{5}}\.parquet|{WDS_DIR}/[0-9]{{5}}\.tar"
+    rf"^(?:{re.escape(RUN_MARKER)}|{STATS_FILE}|{METRICS_FILE}|{REPORT_FILE}|{LLAVA_FILE}|{LLAMA_FACTORY_INFO}"
+    rf"|(?:{SAMPLES_DIR}|{REVIEW_DIR}|{REJECTS_DIR})/[0-9]{{5}}\.parquet|{WDS_DIR}/[a-z]{{3,4}}/[0-9]{{5}}\.tar"
     rf"|{LLAVA_DIR}/[0-9]{{5}}\.json|{IMAGES_DIR}/[0-9a-f]{{32}}\.[a-z]{{3,4}}"
     rf"|(?:.*/)?\.[^/]+\.tmp-[0-9a-f]{{12}})$")
 
@@ -74,6 +80,11 @@ def shard_name(index: int) -> str:
 
 def shard_path(run_dir: str, folder: str, index: int, extension: str) -> str:
     return join(run_dir, folder, f"{shard_name(index)}.{extension}")
+
+
+def wds_shard_path(run_dir: str, image_format: str, index: int) -> str:
+    """WebDataset shards are grouped by image extension: one stream per extension."""
+    return join(run_dir, WDS_DIR, image_format, f"{shard_name(index)}.tar")
 
 
 def image_name(key: str, image_format: str) -> str:

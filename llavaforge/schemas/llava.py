@@ -21,15 +21,17 @@ def turns_to_json(turns: Iterable[Turn]) -> list[dict[str, str]]:
 
 
 def llava_records(record: ImageRecord) -> list[dict[str, Any]]:
-    """The LLaVA records of one image: one per conversation, or one with an empty
-    `conversations` list when no conversations were generated (curation-only runs)."""
+    """The LLaVA records of one image: one per conversation; none for an image without
+    conversations (a curation-only run), since LLaVA's training code cannot take an empty one.
+    A conversation a check flagged (written when `write.flagged: include`) carries `flags`."""
     image = image_name(record.key, record.image.format)
-    if not record.conversations:
-        return [{"id": sample_id(record.key, None), "image": image, "conversations": []}]
-    return [
-        {"id": sample_id(record.key, c.task), "image": image, "conversations": turns_to_json(c.turns)}
-        for c in record.conversations
-    ]
+    records = []
+    for c in record.conversations:
+        entry = {"id": sample_id(record.key, c.task), "image": image, "conversations": turns_to_json(c.turns)}
+        if c.flags:
+            entry["flags"] = list(c.flags)
+        records.append(entry)
+    return records
 
 
 def turn_errors(turns: list[Turn]) -> list[str]:
@@ -62,10 +64,8 @@ def conversation_errors(conversation: Conversation) -> list[str]:
 
 
 def llava_record_errors(item: Any) -> list[str]:
-    """Why a decoded LLaVA JSON record is malformed; empty when it is valid.
-
-    An empty `conversations` list is accepted: it is what curation-only runs write.
-    """
+    """Why a decoded LLaVA JSON record is malformed (by the rules LLaVA's training code relies
+    on); empty when it is valid. An optional `flags` list of strings is allowed."""
     if not isinstance(item, dict):
         return ["record is not an object"]
     errors = []
@@ -76,8 +76,8 @@ def llava_record_errors(item: Any) -> list[str]:
     conversations = item.get("conversations")
     if not isinstance(conversations, list):
         return errors + ["conversations is not a list"]
-    if not conversations:
-        return errors
+    if not isinstance(item.get("flags", []), list):
+        errors.append("flags is not a list")
     turns = []
     for i, turn in enumerate(conversations):
         if not isinstance(turn, dict) or set(turn) != {"from", "value"}:

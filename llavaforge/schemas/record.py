@@ -54,8 +54,9 @@ class ImageInfo:
     format: str  # lower-case file extension of `data`: jpg, png, webp
     width: int
     height: int
-    sha256: str  # of the input bytes as read
+    sha256: str  # of `data`, the bytes written
     phash: str  # 64-bit perceptual hash, hex
+    source_sha256: str = ""  # of the input bytes as read (the key and exact dedup come from it)
 
 
 @dataclass
@@ -164,12 +165,15 @@ class Reject:
     detail: str = ""
     task: Optional[str] = None
     retryable: bool = False
+    # A sample held back for review (a flag-severity finding): the image's record carrying only
+    # that conversation, written to review/ beside the rejects row. Never part of the rejects table.
+    review: Optional["ImageRecord"] = None
 
     @classmethod
     def of(cls, key: str, source: Source, stage: str, reason: str, detail: str = "",
-           task: Optional[str] = None, retryable: bool = False) -> "Reject":
+           task: Optional[str] = None, retryable: bool = False, review: Optional["ImageRecord"] = None) -> "Reject":
         return cls(key=key, source_url=source.url, source_member=source.member, stage=stage,
-                   reason=reason, detail=detail[:2000], task=task, retryable=retryable)
+                   reason=reason, detail=detail[:2000], task=task, retryable=retryable, review=review)
 
 
 DUPLICATE_REASON = "duplicate"

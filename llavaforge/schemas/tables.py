@@ -12,12 +12,15 @@ from llavaforge.schemas.llava import sample_id, turns_to_json
 from llavaforge.schemas.record import ImageRecord, Reject
 
 _BOX = pa.list_(pa.float32())
+# Hugging Face datasets' image layout: `datasets.Image()` decodes the bytes; `path` is the
+# image's file name in the run folder's images/ (LLaVA's `image` field).
+IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 _TURNS = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
 
 SAMPLES_SCHEMA = pa.schema([
     # LLaVA fields
     ("id", pa.string()),
-    ("image", pa.string()),
+    ("image", IMAGE_STRUCT),
     ("conversations", _TURNS),
     # the image
     ("key", pa.string()),
@@ -25,7 +28,8 @@ SAMPLES_SCHEMA = pa.schema([
     ("image_format", pa.string()),
     ("width", pa.int32()),
     ("height", pa.int32()),
-    ("sha256", pa.string()),
+    ("sha256", pa.string()),  # of the image bytes written (`image.bytes`, images/<path>)
+    ("source_sha256", pa.string()),  # of the input bytes (the key derives from it)
     ("phash", pa.string()),
     # the source
     ("source_url", pa.string()),
@@ -72,12 +76,13 @@ def sample_rows(record: ImageRecord) -> list[dict[str, Any]]:
     a = record.annotations
     p = record.provenance
     common = {
-        "image": image_name(record.key, record.image.format),
+        "image": {"bytes": record.image.data, "path": image_name(record.key, record.image.format)},
         "key": record.key,
         "image_format": record.image.format,
         "width": record.image.width,
         "height": record.image.height,
         "sha256": record.image.sha256,
+        "source_sha256": record.image.source_sha256,
         "phash": record.image.phash,
         "source_url": record.source.url,
         "source_member": record.source.member,
@@ -104,8 +109,11 @@ def sample_rows(record: ImageRecord) -> list[dict[str, Any]]:
     ]
 
 
+REJECT_COLUMNS = tuple(REJECTS_SCHEMA.names)
+
+
 def reject_row(reject: Reject) -> dict[str, Any]:
-    return dataclasses.asdict(reject)
+    return {name: getattr(reject, name) for name in REJECT_COLUMNS}
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

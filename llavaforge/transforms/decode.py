@@ -1,8 +1,11 @@
 """Decode: validate every image fully with Pillow and make it a record, or reject it.
 
-The bytes written to outputs are what a training loader (`Image.open(p).convert("RGB")`,
-which ignores EXIF orientation) will see as the same pixels the vision models saw: the
-original bytes when that holds, else a re-encode of the normalised RGB image.
+Every image has one canonical RGB view (`to_rgb`: EXIF orientation applied, transparency
+composited on white, high bit depths scaled). The bytes written are such that a training
+loader's `Image.open(p).convert("RGB")` (which ignores EXIF orientation and alpha) returns
+exactly that view: the original bytes when their loader view already equals it pixel for
+pixel, else the canonical view re-encoded losslessly (PNG). The vision models decode the
+written bytes the same way, so models and trainers see the same pixels.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ STAGE = "decode"
 ACCEPTED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif",
                     "BMP": "bmp", "TIFF": "tiff"}
 KEPT_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
-# Modes that `convert("RGB")` in a training loader renders faithfully.
-FAITHFUL_MODES = {"RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -108,6 +109,17 @@ def _orientation(image: Image.Image) -> Optional[int]:
         return None
 
 
+def loader_view_is(image: Image.Image, rgb: Image.Image) -> bool:
+    """Whether `Image.open(original).convert("RGB")` returns exactly the canonical `rgb`."""
+    if image.mode == "RGB":
+        return image.size == rgb.size
+    try:
+        view = image.convert("RGB")
+    except Exception:  # noqa: BLE001 -- a mode Pillow cannot convert: the loader would fail too
+        return False
+    return view.size == rgb.size and np.array_equal(np.asarray(view), np.asarray(rgb))
+
+
 def encode(rgb: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
     if fmt == "jpg":
@@ -118,8 +130,8 @@ def encode(rgb: Image.Image, fmt: str) -> bytes:
 
 
 def decode_sample(sample: RawSample, config: DecodeConfig, provenance: Optional[Provenance]) -> Union[ImageRecord, Reject]:
-    sha256 = hashlib.sha256(sample.data).hexdigest()
-    key = key_of_sha256(sha256)
+    source_sha256 = hashlib.sha256(sample.data).hexdigest()
+    key = key_of_sha256(source_sha256)
     try:
         image, rgb, rotated = open_image(sample.data, config)
         width, height = rgb.size
@@ -130,13 +142,13 @@ def decode_sample(sample: RawSample, config: DecodeConfig, provenance: Optional[
                                f"{width}x{height}, max_aspect_ratio {config.max_aspect_ratio}")
     except DecodeReject as e:
         return Reject.of(key, sample.source, STAGE, e.reason, str(e))
-    keep = image.format in KEPT_FORMATS and not rotated and image.mode in FAITHFUL_MODES
-    if keep:
+    if image.format in KEPT_FORMATS and not rotated and loader_view_is(image, rgb):
         data, fmt = sample.data, ACCEPTED_FORMATS[image.format]
     else:
         data, fmt = encode(rgb, config.reencode_format), config.reencode_format
-    info = ImageInfo(data=data, format=fmt, width=width, height=height,
-                     sha256=sha256, phash=str(imagehash.phash(rgb)))
+    sha256 = source_sha256 if data is sample.data else hashlib.sha256(data).hexdigest()
+    info = ImageInfo(data=data, format=fmt, width=width, height=height, sha256=sha256,
+                     phash=str(imagehash.phash(rgb)), source_sha256=source_sha256)
     return ImageRecord(key=key, source=sample.source, image=info, provenance=provenance)
 
 

@@ -47,7 +47,7 @@ class ExactDedup(beam.PTransform):
     def expand(self, records):
         groups = (
             records
-            | "BySha256" >> beam.Map(lambda r: (r.image.sha256, r))
+            | "BySha256" >> beam.Map(lambda r: (r.image.source_sha256, r))
             | "GroupSameBytes" >> beam.GroupByKey()
         )
         return apply_stage_fn(groups, _KeepFirstFn(), "KeepFirst")

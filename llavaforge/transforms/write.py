@@ -1,9 +1,20 @@
-"""Write: records and rejects to the five outputs of one run folder, `stats.json` last.
+"""Write: records and rejects to the outputs of one run folder, `stats.json` last.
 
 Shards are assigned by key hash (so a record always lands in the same shard for the same
 shard count) and written whole by one worker with fixed names; a retried bundle rewrites
 identical files, and a run folder is complete only once `stats.json` exists (written in one
 piece). Publishing a complete run folder is the job layer's step, not this stage's.
+
+- samples/NNNNN.parquet: one row per sample, the image embedded as `{bytes, path}`
+  (Hugging Face's image layout);
+- wds/<ext>/NNNNN.tar: WebDataset shards, one stream per image extension, so every shard of a
+  stream has the same member types (Hugging Face's webdataset loader and `to_tuple("jpg",
+  "json")` need that);
+- llava/NNNNN.json + images/: LLaVA's training format, records only for images with
+  conversations (an empty `conversations` list crashes LLaVA's training code); llava.json:
+  all of them in one file, and dataset_info.json for LLaMA-Factory;
+- review/NNNNN.parquet: samples held back because a check flagged them (samples' layout);
+- rejects/NNNNN.parquet: every input, image or sample that did not make it.
 """
 
 from __future__ import annotations
@@ -22,8 +33,9 @@ from webdataset import TarWriter
 
 from llavaforge.config.sections import WriteConfig
 from llavaforge.crashpoint import stall_at
-from llavaforge.schemas.layout import (IMAGES_DIR, LLAVA_DIR, REJECTS_DIR, SAMPLES_DIR, STATS_FILE, WDS_DIR,
-                                       image_name, shard_path)
+from llavaforge.schemas.layout import (IMAGES_DIR, LLAMA_FACTORY_INFO, LLAVA_DIR, LLAVA_FILE, REJECTS_DIR,
+                                       REVIEW_DIR, SAMPLES_DIR, STATS_FILE, WDS_DIR, image_name, shard_path,
+                                       wds_shard_path)
 from llavaforge.schemas.llava import llava_records
 from llavaforge.schemas.record import DUPLICATE_REASONS, ImageRecord, Reject
 from llavaforge.schemas.tables import REJECTS_SCHEMA, SAMPLES_SCHEMA, reject_row, sample_rows, to_table
@@ -43,28 +55,72 @@ def shard_of(key: str, shards: int) -> int:
     return int(key[:8], 16) % shards
 
 
+def write_samples_table(url: str, records: list[ImageRecord]) -> list[dict[str, Any]]:
+    rows = [row for r in records for row in sample_rows(r)]
+    with fsspec.open(url, "wb") as f:
+        pq.write_table(to_table(rows, SAMPLES_SCHEMA), f)
+    return rows
+
+
 def write_image_shard(run_dir: str, index: int, records: list[ImageRecord]) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r.key)
-    rows = [row for r in records for row in sample_rows(r)]
-    with fsspec.open(shard_path(run_dir, SAMPLES_DIR, index, "parquet"), "wb") as f:
-        pq.write_table(to_table(rows, SAMPLES_SCHEMA), f)
-    llava = []
-    with fsspec.open(shard_path(run_dir, WDS_DIR, index, "tar"), "wb") as f:
-        tar = TarWriter(f, encoder=False, mtime=_TAR_MTIME)
-        for record in records:
-            entries = llava_records(record)
-            llava.extend(entries)
-            tar.write({"__key__": record.key, record.image.format: record.image.data,
-                       "json": json.dumps(entries, ensure_ascii=False).encode()})
-        tar.close()
-    with fsspec.open(shard_path(run_dir, LLAVA_DIR, index, "json"), "w", encoding="utf-8") as f:
-        json.dump(llava, f, ensure_ascii=False, indent=1)
+    rows = write_samples_table(shard_path(run_dir, SAMPLES_DIR, index, "parquet"), records)
+    for image_format in sorted({r.image.format for r in records}):
+        with fsspec.open(wds_shard_path(run_dir, image_format, index), "wb") as f:
+            tar = TarWriter(f, encoder=False, mtime=_TAR_MTIME)
+            for record in (r for r in records if r.image.format == image_format):
+                tar.write({"__key__": record.key, image_format: record.image.data,
+                           "json": json.dumps(llava_records(record), ensure_ascii=False).encode()})
+            tar.close()
+    llava = [entry for record in records for entry in llava_records(record)]
+    if llava:
+        with fsspec.open(shard_path(run_dir, LLAVA_DIR, index, "json"), "w", encoding="utf-8") as f:
+            json.dump(llava, f, ensure_ascii=False, indent=1)
     for record in records:
         with fsspec.open(join(run_dir, IMAGES_DIR, image_name(record.key, record.image.format)), "wb") as f:
             f.write(record.image.data)
     stall_at("write-shard")
     tasks = Counter(r.get("task") for r in rows if r.get("task"))
-    return {"shard": index, "images": len(records), "samples": len(rows), "tasks": dict(tasks)}
+    return {"shard": index, "images": len(records), "samples": len(rows), "llava_records": len(llava),
+            "tasks": dict(tasks)}
+
+
+def write_review_shard(run_dir: str, index: int, rejects: list[Reject]) -> dict[str, Any]:
+    """The samples held for review (rejects carrying them), in the samples table's layout."""
+    records = sorted((r.review for r in rejects), key=lambda r: (r.key, r.conversations[0].task))
+    rows = write_samples_table(shard_path(run_dir, REVIEW_DIR, index, "parquet"), records)
+    return {"shard": index, "review_samples": len(rows)}
+
+
+def write_llava_file(run_dir: str, shards: Iterable[int]) -> int:
+    """llava.json: the llava/ shards' records in one JSON list, written shard by shard (the
+    whole list is never in memory), then LLaMA-Factory's dataset_info.json beside it. Neither
+    is written when the run has no LLaVA record (a curation-only run)."""
+    fs, root = fsspec.core.url_to_fs(run_dir)
+    shards = [i for i in sorted(shards) if fs.exists(shard_path(root, LLAVA_DIR, i, "json"))]
+    if not shards:
+        return 0
+    records = 0
+    with fs.open(join(root, LLAVA_FILE), "w", encoding="utf-8") as out:
+        out.write("[")
+        for index in shards:
+            with fs.open(shard_path(root, LLAVA_DIR, index, "json"), "r", encoding="utf-8") as f:
+                for entry in json.load(f):
+                    out.write(("," if records else "") + "\n" + json.dumps(entry, ensure_ascii=False))
+                    records += 1
+        out.write("\n]\n")
+    with fs.open(join(root, LLAMA_FACTORY_INFO), "w", encoding="utf-8") as f:
+        json.dump(llama_factory_info(), f, indent=2)
+    return records
+
+
+def llama_factory_info() -> dict[str, Any]:
+    """LLaMA-Factory's dataset description of llava.json: ShareGPT formatting, the `image` field
+    as the images column (paths relative to `--media_dir RUN_DIR/images`)."""
+    return {"llavaforge": {
+        "file_name": LLAVA_FILE, "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "images": "image"},
+        "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}}
 
 
 def reject_counts(rejects: Iterable[Reject]) -> dict[str, Any]:
@@ -142,13 +198,20 @@ class _WriteShardFn(beam.DoFn):
 
 
 class _WriteStatsFn(beam.DoFn):
-    def __init__(self, run_dir: str, run_info: dict[str, Any]) -> None:
+    """Last, once every shard is written: llava.json (when asked for), then stats.json."""
+
+    def __init__(self, run_dir: str, config: WriteConfig, run_info: dict[str, Any]) -> None:
         super().__init__()
         self.run_dir = run_dir
+        self.config = config
         self.run_info = run_info
 
-    def process(self, inputs: int, image_summaries, reject_summaries) -> Iterator[dict[str, Any]]:
-        stats = build_stats(inputs, list(image_summaries), list(reject_summaries), self.run_info)
+    def process(self, inputs: int, image_summaries, reject_summaries, review_summaries) -> Iterator[dict[str, Any]]:
+        image_summaries = list(image_summaries)
+        stats = build_stats(inputs, image_summaries, list(reject_summaries), self.run_info)
+        stats["review_samples"] = sum(s["review_samples"] for s in review_summaries)
+        if self.config.llava_single_file:
+            stats["llava_file_records"] = write_llava_file(self.run_dir, [s["shard"] for s in image_summaries])
         stats["finished_at"] = time.time()
         write_atomic(join(self.run_dir, STATS_FILE), json_bytes(stats))
         yield stats
@@ -175,7 +238,8 @@ class _ShardAndWrite(beam.PTransform):
 
 class WriteOutputs(beam.PTransform):
     """{"records", "rejects", "inputs"} -> the run's stats (a one-element PCollection),
-    after writing samples/, wds/, llava/ + images/, rejects/ and, last, stats.json."""
+    after writing samples/, wds/, llava/ + images/, review/, rejects/, llava.json and, last,
+    stats.json."""
 
     def __init__(self, run_dir: str, config: WriteConfig, run_info: dict[str, Any]) -> None:
         super().__init__()
@@ -188,6 +252,10 @@ class WriteOutputs(beam.PTransform):
             self.run_dir, self.config.images_per_shard, write_image_shard)
         reject_summaries = pcolls["rejects"] | "Rejects" >> _ShardAndWrite(
             self.run_dir, self.config.rejects_per_shard, write_reject_shard)
+        review_summaries = (
+            pcolls["rejects"]
+            | "HeldForReview" >> beam.Filter(lambda r: r.review is not None)
+            | "Review" >> _ShardAndWrite(self.run_dir, self.config.images_per_shard, write_review_shard))
         return pcolls["inputs"] | "WriteStats" >> beam.ParDo(
-            _WriteStatsFn(self.run_dir, self.run_info),
-            beam.pvalue.AsList(image_summaries), beam.pvalue.AsList(reject_summaries))
+            _WriteStatsFn(self.run_dir, self.config, self.run_info), beam.pvalue.AsList(image_summaries),
+            beam.pvalue.AsList(reject_summaries), beam.pvalue.AsList(review_summaries))

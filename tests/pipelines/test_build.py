@@ -22,7 +22,7 @@ def labels(recipe: Recipe) -> list[str]:
 def test_annotate_always_runs_and_synthesis_brings_checks_and_question_dedup():
     assert labels(Recipe()) == ["Annotate"]  # source text still becomes captions
     stages = dict(enabled_stages(load_recipe(None, {"preset": "tiny"})))
-    assert list(stages) == ["Annotate", "Synthesize", "Check", "QuestionDedup"]
+    assert list(stages) == ["Annotate", "Synthesize", "Check", "QuestionDedup", "HoldForReview"]
     assert isinstance(stages["Annotate"], Annotate) and isinstance(stages["Synthesize"], Synthesize)
     assert isinstance(stages["Check"], Check) and isinstance(stages["QuestionDedup"], QuestionDedup)
 
@@ -32,7 +32,8 @@ def test_sections_switch_stages_off():
     assert isinstance(near["NearDedup"], NearDedup)
     assert labels(load_recipe(None, {"preset": "tiny", "synthesize.tasks": []})) == ["Annotate"]
     assert labels(load_recipe(None, {"preset": "tiny", "check.enabled": False})) == [
-        "Annotate", "Synthesize", "QuestionDedup"]
+        "Annotate", "Synthesize", "QuestionDedup", "HoldForReview"]
+    assert "HoldForReview" not in labels(load_recipe(None, {"preset": "tiny", "write.flagged": "include"}))
     every_check_off = {f"check.{name}.enabled": False for name in CHECKS}
     assert "Check" not in labels(load_recipe(None, {"preset": "tiny", **every_check_off}))
     assert "QuestionDedup" not in labels(load_recipe(None, {"preset": "tiny", "check.questions.enabled": False}))

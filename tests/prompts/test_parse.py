@@ -3,7 +3,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llavaforge.prompts.parse import parse_output
+from llavaforge.prompts.parse import normalise_text, parse_output
 from llavaforge.schemas.llava import GPT, HUMAN, IMAGE_TOKEN, turn_errors
 from llavaforge.schemas.record import Turn
 
@@ -25,7 +25,7 @@ def as_turns(qa):
 
 
 def expected(qa):
-    turns = as_turns(qa)
+    turns = [Turn(t.role, normalise_text(t.value)) for t in as_turns(qa)]
     return [Turn(HUMAN, f"{IMAGE_TOKEN}\n{turns[0].value}")] + turns[1:]
 
 
@@ -123,3 +123,10 @@ def test_empty_and_unlabelled_outputs_are_errors():
     assert parse_output("just some words", "turns").error
     assert parse_output("Answer: first without a question", "turns").error
     assert parse_output(None, "turns").error
+
+
+def test_line_breaks_inside_sentences_are_joined_and_structure_is_kept():
+    text = "Question: What is it?\nAnswer: It is a very\nimportant   cat.\n\nIt has:\n- a tail\n- two\n  ears"
+    (question, answer) = parse_output(text, "turns").turns
+    assert answer.value == "It is a very important cat.\n\nIt has:\n- a tail\n- two ears"
+    assert normalise_text("one\r\ntwo\u00a0 three") == "one two three"

@@ -73,7 +73,8 @@ def run(tmp_path_factory):
                      "--set", "synthesize.backend=openai", "--set", "synthesize.model=served",
                      "--set", f"synthesize.openai.base_url={server.base_url}",
                      "--set", "synthesize.openai.api_key_env=LF_REPORT_TEST_KEY",
-                     "--set", "synthesize.task_mix=all", "--set", "check.truncated.severity=flag"]) == 0
+                     "--set", "synthesize.task_mix=all", "--set", "check.truncated.severity=flag",
+                     "--set", "write.flagged=include"]) == 0
     assert main(["report", str(out), "--out", str(html)]) == 0
     run_dir = published_dir(out)
     rows = [row for path in sorted((run_dir / "samples").glob("*.parquet"))

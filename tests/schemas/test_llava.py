@@ -33,15 +33,16 @@ def test_llava_record_errors_on_decoded_json():
     good = {"id": "k_detail", "image": "k.jpg", "conversations": [
         {"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": "A cat."}]}
     assert llava_record_errors(good) == []
-    assert llava_record_errors({**good, "conversations": []}) == []  # curation-only runs
+    assert "no turns" in llava_record_errors({**good, "conversations": []})  # LLaVA's training code crashes on it
+    assert llava_record_errors({**good, "flags": ["truncated"]}) == []
     assert "missing image" in llava_record_errors({**good, "image": ""})
     assert llava_record_errors({**good, "conversations": [{"from": "human"}]})
     assert llava_record_errors([good]) == ["record is not an object"]
 
 
-def test_llava_records_one_per_conversation_or_empty_list():
+def test_llava_records_one_per_conversation_and_none_without():
     record = make_record(key="ab" * 16)
-    assert llava_records(record) == [{"id": "ab" * 16, "image": f"{'ab' * 16}.jpg", "conversations": []}]
+    assert llava_records(record) == []  # a curation-only image has no LLaVA record
     record.conversations = [Conversation(task="detail", turns=turns(("human", "<image>\nD"), ("gpt", "A")))]
     (entry,) = llava_records(record)
     assert entry["id"] == f"{'ab' * 16}_detail"

@@ -1,3 +1,4 @@
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -152,7 +153,8 @@ def test_offline_smollm2_writes_at_least_one_valid_llava_conversation(tmp_path):
         width, height = Image.open(io.BytesIO(data)).size
         records.append(ImageRecord(
             key=f"{i:032x}", source=Source(url="sample-000.tar", member=f"{name}.jpg"),
-            image=ImageInfo(data=data, format="jpg", width=width, height=height, sha256="0" * 64, phash="0" * 16),
+            image=ImageInfo(data=data, format="jpg", width=width, height=height,
+                            sha256=hashlib.sha256(data).hexdigest(), phash="0" * 16),
             annotations=Annotations(tags=[Tag(t, 0.9 - 0.1 * j, "efficientnet") for j, t in enumerate(tags[name])])))
     config = config_for({"preset": "offline", "synthesize.max_new_tokens": 64})
 
