@@ -62,7 +62,9 @@ setup(
         # The photos bench/make_quality_cases.py builds the labelled quality sets from.
         "quality-data": ["scikit-image>=0.22", "scikit-learn>=1.3"],
         # playwright drives the system's chromium in the report's browser test (no browser download)
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "packaging>=22", "playwright>=1.49"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "packaging>=22", "playwright>=1.49",
+                # the training-format tests load the outputs with Hugging Face's own loaders
+                "datasets>=3"],
     },
     entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main",
                                       "llavaforge-sdk-worker=llavaforge.runners.portable:sdk_worker"]},

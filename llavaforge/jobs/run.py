@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import posixpath
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,17 +24,20 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from fsspec.core import url_to_fs
 
-from llavaforge import __version__
+from llavaforge import __version__, progress
 from llavaforge.config.recipe import Recipe
 from llavaforge.jobs import lease as leases
 from llavaforge.jobs.ledger import Ledger, RunEntry, fingerprint
+from llavaforge.jobs.progress_display import ProgressMonitor
 from llavaforge.jobs.prefix import OutputPrefix
 from llavaforge.jobs.publish import Publication, Publish, write_dataset_card
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.runners.metrics import model_metrics
 from llavaforge.runners.options import pipeline_options, share_cores_between_workers
-from llavaforge.schemas.layout import KEYS_DIR, METRICS_FILE, RUN_MARKER, STATS_FILE, run_folder
+from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, PROGRESS_DIR, RUN_MARKER, STATS_FILE, is_progress_file,
+                                       progress_folder, run_folder)
 from llavaforge.storage import join, json_bytes, read_json, write_atomic
 from llavaforge.transforms.read import match_inputs
 
@@ -106,11 +110,25 @@ def remove_leftovers(prefix: OutputPrefix, ledger: Ledger) -> None:
         relative = path[len(prefix.root) + 1:]
         if relative not in committed:
             prefix.fs.rm_file(path)
+    for path in prefix.fs.glob(prefix.path_of(f"{PROGRESS_DIR}/run-*/*.json")):
+        if is_progress_file(posixpath.basename(path)):
+            prefix.fs.rm_file(path)
 
 
 def resource_hints(applied) -> dict[str, str]:
     """A transform's resource hints by short name (`accelerator`, `min_ram_bytes`)."""
     return {urn.rsplit(":", 2)[-2]: value.decode() for urn, value in applied.resource_hints.items()}
+
+
+def remove_progress(prefix: OutputPrefix, url: str) -> None:
+    """The job's progress files, once it is over (best effort: status never depends on them)."""
+    fs, root = prefix.fs, url_to_fs(url)[1]
+    with contextlib.suppress(OSError):
+        for path in fs.glob(f"{root}/*.json"):
+            if is_progress_file(posixpath.basename(path)):
+                fs.rm_file(path)
+        if fs.isdir(root) and not fs.ls(root, detail=False):
+            fs.rmdir(root)
 
 
 def describe_graph(pipeline: beam.Pipeline) -> str:
@@ -148,7 +166,11 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
         superseded=tuple(ledger.published_folders()) if launch.kind == "run" else ())
     share_cores_between_workers(launch.options)
     pipeline = beam.Pipeline(options=launch.options)
-    stats = build_pipeline(pipeline, recipe, shard_urls, run_dir, run_info, published_keys)
+    # Progress is shown (and so reported by the workers) unless the command line is quiet.
+    showing = not launch.dry_run and logging.getLogger("llavaforge").isEnabledFor(logging.INFO)
+    progress_url = prefix.url_of(progress_folder(run_id)) if showing else None
+    with progress.reporting_to(progress_url):
+        stats = build_pipeline(pipeline, recipe, shard_urls, run_dir, run_info, published_keys)
     _ = stats | "Publish" >> Publish(publication)
     if launch.dry_run:
         if launch.options.view_as(StandardOptions).runner in ("DataflowRunner", "dataflow"):
@@ -156,9 +178,12 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
         return JobResult(run_id, run_dir, None, None, describe_graph(pipeline))
     write_atomic(join(run_dir, RUN_MARKER), json_bytes({"run_id": run_id, "kind": launch.kind,
                                                           "started_at": run_info["started_at"]}))
-    with leases.keep_alive(lease) if lease is not None else contextlib.nullcontext():
+    with leases.keep_alive(lease) if lease is not None else contextlib.nullcontext(), \
+            ProgressMonitor(progress_url, len(shard_urls)) if showing else contextlib.nullcontext():
         result = pipeline.run()
         result.wait_until_finish()
+    if progress_url:
+        remove_progress(prefix, progress_url)
     entry = Ledger.load(prefix).entry_of(run_id)
     if entry is None:
         # The runner returned without running the job here (a template launch): the job

@@ -4,6 +4,7 @@
                                        into an empty/missing prefix, which it then marks)
     PREFIX/README.md                   dataset card: `load_dataset(PREFIX)` reads what is published
     PREFIX/_lease.json                 held by the one run working on the prefix (expires)
+    PREFIX/_progress/run-ID/*.json     counters the running job's workers write (removed after)
     PREFIX/_ledger/NNNNNNNN.json       the commit log: entry N publishes one run folder
     PREFIX/_ledger/keys/run-ID.parquet keys a run published (nightly)
     PREFIX/run-ID/                     a `run`'s folder        } published once their ledger
@@ -25,6 +26,7 @@ from llavaforge.storage import join
 PREFIX_MARKER = "_llavaforge.json"
 DATASET_CARD = "README.md"
 LEASE_FILE = "_lease.json"
+PROGRESS_DIR = "_progress"
 LEDGER_DIR = "_ledger"
 KEYS_DIR = f"{LEDGER_DIR}/keys"
 RUN_MARKER = "_run.json"
@@ -58,6 +60,17 @@ def run_id_of_folder(relative: str) -> Optional[str]:
     """The run id a folder name (relative to the prefix) belongs to, or None if it is not one."""
     match = _RUN_FOLDER.match(relative.strip("/"))
     return match.group(1) if match else None
+
+
+_PROGRESS_FILE = re.compile(r"^[A-Za-z0-9._-]+-[0-9]+-[0-9a-f]{6}\.json$")
+
+
+def progress_folder(run_id: str) -> str:
+    return f"{PROGRESS_DIR}/run-{run_id}"
+
+
+def is_progress_file(name: str) -> bool:
+    return bool(_PROGRESS_FILE.match(name))
 
 
 def ledger_entry(seq: int) -> str:

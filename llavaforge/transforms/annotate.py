@@ -64,12 +64,33 @@ def with_source_captions(record: ImageRecord) -> ImageRecord:
     return with_annotations(record, "captioner", captions) if captions else record
 
 
+class _AddAnnotationsFn(StageFn):
+    """A RunInference result -> the record with this role's annotations."""
+
+    stage = STAGE
+
+    def __init__(self, role: str) -> None:
+        self.progress_label = f"{STAGE}_{role}"
+        super().__init__()
+        self._role = role
+
+    def process_element(self, keyed: tuple) -> Iterator[ImageRecord]:
+        _, result = keyed
+        yield with_annotations(result.example, self._role, result.inference)
+
+    def element_rejects(self, keyed: tuple, error: Exception) -> list[Reject]:
+        record = keyed[1].example
+        return [Reject.of(record.key, record.source, STAGE, failure_reason(self._role),
+                          f"{type(error).__name__}: {error}", retryable=True)]
+
+
 class _RetryEachImageFn(StageFn):
     """A failed batch, image by image: the images that work are annotated, the others rejected."""
 
     stage = STAGE
 
     def __init__(self, role: str, handler: VisionModelHandler) -> None:
+        self.progress_label = f"{STAGE}_{role}"
         super().__init__()
         self._role = role
         self._handler = handler
@@ -105,12 +126,11 @@ class AnnotateRole(beam.PTransform):
             | "Key" >> beam.Map(lambda r: (r.key, r))
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
         )
-        annotated = results | "AddAnnotations" >> beam.MapTuple(
-            lambda _key, result: with_annotations(result.example, role, result.inference))
-        retried, rejects = apply_stage_fn(failures.failed_inferences, _RetryEachImageFn(role, self._handler),
-                                          "RetryEachImage")
+        annotated, add_rejects = apply_stage_fn(results, _AddAnnotationsFn(role), "AddAnnotations")
+        retried, retry_rejects = apply_stage_fn(failures.failed_inferences, _RetryEachImageFn(role, self._handler),
+                                                "RetryEachImage")
         merged = (annotated, retried) | "Merge" >> beam.Flatten()
-        return merged, rejects
+        return merged, (add_rejects, retry_rejects) | "RoleRejects" >> beam.Flatten()
 
 
 class Annotate(beam.PTransform):

@@ -9,12 +9,13 @@ the stage), with the time spent per element.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult
 
+from llavaforge import progress
 from llavaforge.schemas.record import ImageRecord, RawSample, Reject, source_key
 
 REJECTS = "rejects"
@@ -50,15 +51,22 @@ class StageFn(beam.DoFn):
     """
 
     stage = "stage"
+    progress_label: Optional[str] = None  # progress and metrics name when a stage has several parts (default: stage)
     streaming = False
 
     def __init__(self) -> None:
         super().__init__()
-        self._in = Metrics.counter(self.stage, "in")
-        self._out = Metrics.counter(self.stage, "out")
-        self._rejected = Metrics.counter(self.stage, "rejected")
-        self._errors = Metrics.counter(self.stage, "errors")
-        self._element_ms = Metrics.distribution(self.stage, "element_ms")
+        self._progress = progress.StageProgress()
+        label = self.label
+        self._in = Metrics.counter(label, "in")
+        self._out = Metrics.counter(label, "out")
+        self._rejected = Metrics.counter(label, "rejected")
+        self._errors = Metrics.counter(label, "errors")
+        self._element_ms = Metrics.distribution(label, "element_ms")
+
+    @property
+    def label(self) -> str:
+        return self.progress_label or self.stage
 
     def process_element(self, element: Any) -> Iterable[Union[Any, Reject]]:
         raise NotImplementedError
@@ -87,9 +95,15 @@ class StageFn(beam.DoFn):
             outputs = self.element_rejects(element, e)
         yield from outputs
 
+    def setup(self) -> None:
+        self._progress.start()
+
+    def finish_bundle(self) -> None:
+        self._progress.flush()
+
     def process(self, element: Any) -> Iterator[Any]:
         self._in.inc()
-        outputs, spent = self._outputs(element), 0.0
+        outputs, spent, out_count, rejected = self._outputs(element), 0.0, 0, 0
         while True:
             # Only the time inside this stage: what a yield hands on runs downstream (fused).
             start = time.perf_counter()
@@ -98,12 +112,16 @@ class StageFn(beam.DoFn):
             if out is _DONE:
                 break
             if isinstance(out, Reject):
+                rejected += 1
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, out)
             else:
-                self._out.inc()
+                if not isinstance(out, beam.pvalue.TaggedOutput):  # records out, not side outputs
+                    out_count += 1
+                    self._out.inc()
                 yield out
         self._element_ms.update(int(spent * 1000))
+        self._progress.add(self.label, **{"in": 1, "out": out_count, "rejected": rejected, "seconds": spent})
 
 
 def apply_stage_fn(pcoll, fn: StageFn, label: str):

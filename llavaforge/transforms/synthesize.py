@@ -120,6 +120,7 @@ class _RetryEachRequestFn(StageFn):
     `llm_error` reject, the rest of the batch is kept."""
 
     stage = STAGE
+    progress_label = "llm"
 
     def __init__(self, handler: LlmHandler) -> None:
         super().__init__()
@@ -140,6 +141,7 @@ class _RetryEachRequestFn(StageFn):
 
 class _ParseFn(StageFn):
     stage = STAGE
+    progress_label = "llm"
 
     def __init__(self, config: SynthesizeConfig, library: PromptLibrary) -> None:
         super().__init__()
@@ -164,6 +166,7 @@ class _AssembleFn(StageFn):
     """Puts an image's conversations on its record, in task order; rejects the rest."""
 
     stage = STAGE
+    progress_label = "synthesize_assemble"
 
     def __init__(self, tasks: list[str]) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ import fsspec
 import pyarrow.parquet as pq
 from webdataset import TarWriter
 
+from llavaforge import progress
 from llavaforge.config.sections import WriteConfig
 from llavaforge.crashpoint import stall_at
 from llavaforge.schemas.layout import (IMAGES_DIR, LLAMA_FACTORY_INFO, LLAVA_DIR, LLAVA_FILE, REJECTS_DIR,
@@ -188,10 +189,19 @@ class _WriteShardFn(beam.DoFn):
         super().__init__()
         self.run_dir = run_dir
         self.writer = writer
+        self._progress = progress.StageProgress()
+
+    def setup(self) -> None:
+        self._progress.start()
 
     def process(self, element: tuple[int, Iterable]) -> Iterator[dict[str, Any]]:
         index, items = element
-        summary = self.writer(self.run_dir, index, list(items))
+        start = time.perf_counter()
+        items = list(items)
+        summary = self.writer(self.run_dir, index, items)
+        self._progress.add(f"write_{self.writer.__name__.split('_')[1]}", **{
+            "in": len(items), "out": len(items), "seconds": time.perf_counter() - start})
+        self._progress.flush()
         log.info("wrote %s shard %05d: %s", self.writer.__name__, index,
                  {k: v for k, v in summary.items() if isinstance(v, int) and k != "shard"})
         yield summary

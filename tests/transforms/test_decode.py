@@ -1,3 +1,4 @@
+import hashlib
 import io
 import struct
 import zlib
@@ -114,3 +115,66 @@ def test_animated_gif_first_frame():
     frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:])
     record = decode(out.getvalue(), ext="gif")
     assert record.image.format == "png"
+
+
+def _half_transparent_rgba() -> Image.Image:
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (40, 60, 4), dtype=np.uint8)
+    rgba[:, :30, 3] = 0  # fully transparent half with coloured pixels under it
+    return Image.fromarray(rgba, "RGBA")
+
+
+def _palette_with_transparency() -> Image.Image:
+    image = Image.new("P", (40, 40), 0)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+    image.paste(1, (0, 0, 20, 40))
+    image.info["transparency"] = 0
+    return image
+
+
+def _encoded(image: Image.Image, fmt: str, **save) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def _exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encoded(Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 80, 3), dtype=np.uint8)), "JPEG",
+                    exif=exif)
+
+
+def _sixteen_bit() -> bytes:
+    return _encoded(Image.fromarray((np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 20), "I;16"), "PNG")
+
+
+MODES = {
+    "rgba": (_encoded(_half_transparent_rgba(), "PNG"), "png"),
+    "la": (_encoded(_half_transparent_rgba().convert("LA"), "PNG"), "png"),
+    "palette-transparency": (_encoded(_palette_with_transparency(), "PNG", transparency=0), "png"),
+    "16-bit": (_sixteen_bit(), "png"),
+    "cmyk": (image_bytes(64, 48, fmt="JPEG", mode="CMYK"), "jpg"),
+    "exif-rotated": (_exif_rotated_jpeg(), "jpg"),
+    "grey": (image_bytes(64, 48, fmt="PNG", mode="L"), "png"),
+    "rgb-webp": (image_bytes(64, 48, fmt="WEBP"), "webp"),
+    "rgb-jpeg": (image_bytes(64, 48), "jpg"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODES))
+def test_a_training_loader_sees_exactly_the_canonical_pixels(name):
+    """`Image.open(p).convert("RGB")` on the written bytes (what LLaVA's loader, and the vision
+    models, do) equals the canonical view: EXIF applied, alpha composited on white, 16-bit scaled."""
+    from llavaforge.transforms.decode import open_image
+
+    data, ext = MODES[name]
+    record = decode(data, ext=ext)
+    assert isinstance(record, ImageRecord), record
+    _, canonical, _ = open_image(data, CONFIG)
+    seen = Image.open(io.BytesIO(record.image.data)).convert("RGB")
+    assert np.array_equal(np.asarray(seen), np.asarray(canonical)), name
+    assert record.image.sha256 == hashlib.sha256(record.image.data).hexdigest()  # the bytes written
+    assert record.image.source_sha256 == hashlib.sha256(data).hexdigest()
+    kept = record.image.data == data
+    assert kept == (name in ("cmyk", "grey", "rgb-webp", "rgb-jpeg")), name  # originals kept only when faithful
