@@ -15,17 +15,16 @@ from typing import Any
 
 import fsspec
 import pyarrow.parquet as pq
-from webdataset.tariterators import base_plus_ext, tar_file_iterator
+import tarfile
 
 from llavaforge.jobs.ledger import Ledger
 from llavaforge.jobs.prefix import OutputPrefix
 from llavaforge.schemas.layout import (IMAGES_DIR, LLAVA_DIR, LLAVA_FILE, REJECTS_DIR, REVIEW_DIR, SAMPLES_DIR,
                                        STATS_FILE, WDS_DIR)
 from llavaforge.schemas.llava import llava_record_errors
-from llavaforge.schemas.record import Reject
+from llavaforge.schemas.record import REVIEW_STAGE, Reject, reject_counts
+from llavaforge.schemas.wds import split_member_name
 from llavaforge.storage import join
-from llavaforge.transforms.review import STAGE as REVIEW_STAGE
-from llavaforge.transforms.write import reject_counts
 
 _MAX_LISTED = 10
 
@@ -94,12 +93,12 @@ def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
     for path in sorted(fs.glob(join(root, WDS_DIR, "*", "*.tar"))):
         stream = path.rsplit("/", 2)[-2]
         members: dict[str, set[str]] = {}
-        with fs.open(path, "rb") as f:
-            for item in tar_file_iterator(f):
-                key, ext = base_plus_ext(item["fname"])
+        with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+            for info in tar:
+                key, ext = split_member_name(info.name)
                 members.setdefault(key, set()).add(ext)
                 if ext == "json":
-                    for entry in json.loads(item["data"]):
+                    for entry in json.loads(tar.extractfile(info).read()):
                         for err in llava_record_errors(entry):
                             report.problem(f"{path} {key}.json: {err}")
         for key, exts in members.items():

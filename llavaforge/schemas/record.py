@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Optional
+from collections import Counter
+from typing import Any, Iterable, Optional
 
 KEY_HEX_CHARS = 32
 
@@ -179,3 +180,21 @@ class Reject:
 DUPLICATE_REASON = "duplicate"
 NEAR_DUPLICATE_REASON = "near_duplicate"
 DUPLICATE_REASONS = (DUPLICATE_REASON, NEAR_DUPLICATE_REASON)
+REVIEW_STAGE = "review"  # the stage of samples held back for review
+
+
+def reject_counts(rejects: Iterable[Reject]) -> dict[str, Any]:
+    """The accounting of a set of rejects: image rejects, duplicates, sample rejects, and
+    counts per stage and reason. Shared by the writer and `verify`."""
+    by_reason: dict[str, Counter] = {}
+    images = duplicates = samples = 0
+    for r in rejects:
+        by_reason.setdefault(r.stage, Counter())[r.reason] += 1
+        if r.task is not None:
+            samples += 1
+        elif r.reason in DUPLICATE_REASONS:
+            duplicates += 1
+        else:
+            images += 1
+    return {"images_rejected": images, "duplicates": duplicates, "sample_rejects": samples,
+            "rejects": {stage: dict(c) for stage, c in by_reason.items()}}

@@ -29,11 +29,11 @@ import apache_beam as beam
 import fsspec
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
-from webdataset.tariterators import base_plus_ext
 
 from llavaforge.config.sections import ReadConfig
 from llavaforge.errors import UsageError
 from llavaforge.schemas.record import RawSample, Reject, Source, source_key
+from llavaforge.schemas.wds import split_member_name
 from llavaforge.storage import is_local
 from llavaforge.transforms.base import StageFn, apply_stage_fn
 
@@ -80,7 +80,7 @@ def too_large(size: int, config: ReadConfig) -> Optional[tuple[str, str]]:
 
 def group_members(members: Iterable[tuple[str, object]]) -> Iterator[tuple[str, dict[str, tuple[str, object]]]]:
     """Group consecutive members by key as WebDataset does (key = path up to the first dot
-    of the basename, via webdataset's own `base_plus_ext`).
+    of the basename: `schemas.wds.split_member_name`).
 
     Unlike webdataset's `group_by_keys`, a repeated extension within a key starts a new
     sample instead of raising, so a tar with duplicate names loses nothing.
@@ -88,7 +88,7 @@ def group_members(members: Iterable[tuple[str, object]]) -> Iterator[tuple[str, 
     """
     key, group = None, {}
     for name, payload in members:
-        base, ext = base_plus_ext(name)
+        base, ext = split_member_name(name)
         if base is None:  # no extension at all
             base, ext = name, ""
         ext = ext.lower()

@@ -15,11 +15,11 @@ from typing import Iterator, Union
 
 import apache_beam as beam
 
-from llavaforge.schemas.record import ImageRecord, Reject
+from llavaforge.schemas.record import REVIEW_STAGE, ImageRecord, Reject
 from llavaforge.transforms.base import StageFn, apply_stage_fn
 from llavaforge.transforms.conversations import keep_conversations
 
-STAGE = "review"
+STAGE = REVIEW_STAGE
 
 
 class _HoldFlaggedFn(StageFn):

@@ -38,7 +38,7 @@ from llavaforge.schemas.layout import (IMAGES_DIR, LLAMA_FACTORY_INFO, LLAVA_DIR
                                        REVIEW_DIR, SAMPLES_DIR, STATS_FILE, WDS_DIR, image_name, shard_path,
                                        wds_shard_path)
 from llavaforge.schemas.llava import llava_records
-from llavaforge.schemas.record import DUPLICATE_REASONS, ImageRecord, Reject
+from llavaforge.schemas.record import ImageRecord, Reject, reject_counts
 from llavaforge.schemas.tables import REJECTS_SCHEMA, SAMPLES_SCHEMA, reject_row, sample_rows, to_table
 from llavaforge.storage import join, json_bytes, write_atomic
 
@@ -122,23 +122,6 @@ def llama_factory_info() -> dict[str, Any]:
         "file_name": LLAVA_FILE, "formatting": "sharegpt",
         "columns": {"messages": "conversations", "images": "image"},
         "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}}
-
-
-def reject_counts(rejects: Iterable[Reject]) -> dict[str, Any]:
-    """The accounting of a set of rejects: image rejects, duplicates, sample rejects, and
-    counts per stage and reason. Shared by the writer and `verify`."""
-    by_reason: dict[str, Counter] = {}
-    images = duplicates = samples = 0
-    for r in rejects:
-        by_reason.setdefault(r.stage, Counter())[r.reason] += 1
-        if r.task is not None:
-            samples += 1
-        elif r.reason in DUPLICATE_REASONS:
-            duplicates += 1
-        else:
-            images += 1
-    return {"images_rejected": images, "duplicates": duplicates, "sample_rejects": samples,
-            "rejects": {stage: dict(c) for stage, c in by_reason.items()}}
 
 
 def write_reject_shard(run_dir: str, index: int, rejects: list[Reject]) -> dict[str, Any]:
