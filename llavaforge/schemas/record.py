@@ -58,10 +58,13 @@ class ImageInfo:
     phash: str  # 64-bit perceptual hash, hex
 
 
+SOURCE_MODEL = "source"  # the `Caption.model` of text that came with the image (untrusted)
+
+
 @dataclass
 class Caption:
     text: str
-    model: str  # model id, or "source" for text that came with the image
+    model: str  # model id, or SOURCE_MODEL for text that came with the image
 
 
 @dataclass
