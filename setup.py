@@ -24,7 +24,7 @@ setup(
     # The lower bounds are versions the code was run on: docs/dependencies.md says which and how.
     python_requires=">=3.11",
     packages=find_packages(include=["llavaforge", "llavaforge.*"]),
-    package_data={"llavaforge": ["prompts/**/*", "models/data/*", "report/templates/*"]},
+    package_data={"llavaforge": ["prompts/**/*", "models/data/*", "quality/data/*", "report/templates/*"]},
     include_package_data=True,
     install_requires=[
         # runners/portable.py subclasses Beam's private job-service classes: one minor at a time.

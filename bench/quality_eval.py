@@ -1,12 +1,19 @@
-"""Precision and recall of the quality checks on the hand-labelled set in tests/data.
+"""Precision and recall of the quality checks on the hand-labelled sets in tests/data.
 
-    /work/venv/bin/python bench/quality_eval.py [--show-errors] [--set PATH ...]
+    python bench/quality_eval.py [--show-errors] [--without-wrong-annotations] [--set PATH ...]
 
 Without --set it reads the two hand-written sets below; `--set PATH` (repeatable) reads the
 given files instead, e.g. the labelled real outputs and the injection set in tests/data.
+Each file gets its own table, and an `overall` table sums all files read.
+`--without-wrong-annotations` leaves out the cases marked `source.annotations_wrong` (bad
+because they repeat annotations that are wrong about the photo: no check that compares
+answers with the annotations can see them).
 
 A case counts as predicted bad when any check fires (reject or flag). Precision and recall
-are over the bad cases; per reason, a case counts for the reason the label names.
+are over the bad cases. Per reason: `labelled` = cases whose primary reason it is,
+`predicted` = cases on which that check fired, precision = both / predicted, recall =
+both / labelled (a check firing on a case labelled with another primary reason counts
+against its precision, so per-reason precision is pessimistic).
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from llavaforge.prompts.library import load_library
+from llavaforge.prompts.scaffolding import prompt_scaffolding
 from llavaforge.quality.checker import ConversationChecker
-from llavaforge.schemas.record import Annotations, Caption, Conversation, DetectedObject, OcrText, Tag, Turn
+from llavaforge.schemas.record import (SOURCE_MODEL, Annotations, Caption, Conversation, DetectedObject, OcrText,
+                                       Tag, Turn)
 from llavaforge.config.check import CheckConfig
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -33,7 +43,7 @@ def annotations_of(case: dict[str, Any]) -> Annotations:
     a = case["annotations"]
     return Annotations(
         captions=[Caption(t, "captioner") for t in a.get("captions", [])]
-        + [Caption(t, "source") for t in a.get("source_captions", [])],
+        + [Caption(t, SOURCE_MODEL) for t in a.get("source_captions", [])],
         objects=[DetectedObject(label, 0.9, WHOLE_IMAGE, "detector") for label in a.get("objects", [])],
         tags=[Tag(label, 0.5, "tagger") for label in a.get("tags", [])],
         ocr=[OcrText(text, 0.9, WHOLE_IMAGE, "ocr") for text in a.get("ocr", [])])
@@ -43,9 +53,17 @@ def conversation_of(case: dict[str, Any]) -> Conversation:
     return Conversation(task=case["task"], turns=[Turn(role, value) for role, value in case["turns"]])
 
 
-def load_cases(path: Path = EVAL_SET) -> list[dict[str, Any]]:
+def load_cases(path: Path = EVAL_SET, without_wrong_annotations: bool = False) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        cases = [json.loads(line) for line in f if line.strip()]
+    if without_wrong_annotations:
+        cases = [c for c in cases if not c.get("source", {}).get("annotations_wrong")]
+    return cases
+
+
+def default_checker(config: CheckConfig = CheckConfig()) -> ConversationChecker:
+    """The checks as a run configures them: default recipe, the packaged prompt library."""
+    return ConversationChecker(config, prompt_scaffolding(load_library()))
 
 
 def evaluate(cases: list[dict[str, Any]], checker: ConversationChecker) -> dict[str, Any]:
@@ -76,10 +94,16 @@ def main() -> None:
     parser.add_argument("--show-errors", action="store_true", help="list the misjudged cases")
     parser.add_argument("--set", dest="sets", action="append", type=Path, metavar="PATH",
                         help="a labelled JSONL file to evaluate instead of the default sets (repeatable)")
+    parser.add_argument("--without-wrong-annotations", action="store_true",
+                        help="leave out cases marked source.annotations_wrong")
     args = parser.parse_args()
-    checker = ConversationChecker(CheckConfig())
+    checker = default_checker()
+    everything = []
     for path in args.sets or (EVAL_SET, HELD_OUT_SET):
-        report(path.name, evaluate(load_cases(path), checker), args.show_errors)
+        cases = load_cases(path, args.without_wrong_annotations)
+        everything += cases
+        report(path.name, evaluate(cases, checker), args.show_errors)
+    report("overall", evaluate(everything, checker), show_errors=False)
 
 
 def report(name: str, result: dict[str, Any], show_errors: bool) -> None:

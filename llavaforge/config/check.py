@@ -136,6 +136,11 @@ class ObjectCheck(CheckSwitch):
         default_factory=dict,
         description="More words per object concept, added to the built-in map, e.g. "
                     "{cup: [tumbler], person: [referee]}; a new concept name adds a concept.")
+    questions: bool = Field(
+        default=True,
+        description="Also check the objects a question takes for granted (\"What is the dog doing?\" "
+                    "needs a dog); objects a question asks about (\"Is there a dog?\", \"Is he "
+                    "holding a cup?\") are not claimed by it.")
 
 
 class CountCheck(CheckSwitch):
@@ -155,6 +160,58 @@ class RepetitionCheck(CheckSwitch):
         default=2, ge=1,
         description="A sentence may appear this many times in one answer; more is a generation loop. "
                     "A question asked twice in one conversation also fires this check.")
+    max_consecutive_repeats: int = Field(
+        default=2, ge=1,
+        description="A phrase of up to 8 words may follow itself this many times (\"a bomb, a bomb\"); "
+                    "more is a loop (\"PWNED PWNED PWNED\").")
+    phrase_words: int = Field(
+        default=4, ge=2, description="Length in words of the phrases `max_phrase_coverage` counts.")
+    max_phrase_coverage: float = Field(
+        default=0.5, gt=0.0, le=1.0,
+        description="Largest share of an answer's words that may lie in repeated phrases of "
+                    "`phrase_words` words (a phrase said twice counts when it holds two content "
+                    "words, one said three times always); more is a phrase loop.")
+    long_phrase_words: int = Field(
+        default=10, ge=2, description="A phrase of this many words said twice in one answer is a loop.")
+    max_turn_similarity: float = Field(
+        default=0.9, gt=0.0, le=1.0,
+        description="Two questions, or two answers of 4 words or more, of one conversation whose "
+                    "word sequences are at least this similar (0..1) are the same turn asked or "
+                    "given twice.")
+
+
+class GibberishCheck(CheckSwitch):
+    min_words: int = Field(
+        default=4, ge=1,
+        description="Token soup is judged on turns with at least this many word-like tokens; "
+                    "invalid characters (U+FFFD, control characters) fire on any turn.")
+    max_unknown_ratio: float = Field(
+        default=0.3, ge=0.0, le=1.0,
+        description="Largest share of a turn's tokens (outside quotes) that may be neither English "
+                    "words nor words of the image's annotations.")
+
+
+class PromptLeakageCheck(CheckSwitch):
+    min_copied_words: int = Field(
+        default=8, ge=2,
+        description="A turn repeating this many consecutive words of the prompt library (system "
+                    "messages, few-shot examples, query templates) copies the prompt.")
+    min_copied_words_unsupported: int = Field(
+        default=5, ge=2,
+        description="Fewer copied words suffice when they name an object the annotations do not "
+                    "support: the few-shot example's frisbee, not this image's.")
+
+
+class InjectionCheck(CheckSwitch):
+    min_echoed_words: int = Field(
+        default=4, ge=2,
+        description="A turn repeating this many consecutive words of an instruction found in "
+                    "untrusted text (source text, OCR), outside a quote or a report of what the "
+                    "text says, obeys it.")
+    min_english_ratio: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="When untrusted text asks for another language, an answer with a smaller "
+                    "share of English words obeys it.")
 
 
 class TruncationCheck(CheckSwitch):
@@ -198,7 +255,18 @@ class CheckConfig(StrictModel):
     ocr: OcrCheck = Field(default_factory=OcrCheck,
                           description="Quoted text said to be in the image must be in the OCR output.")
     repetition: RepetitionCheck = Field(
-        default_factory=RepetitionCheck, description="Generation loops: repeated sentences and questions.")
+        default_factory=RepetitionCheck,
+        description="Generation loops: repeated sentences, phrases, answers and questions.")
+    gibberish: GibberishCheck = Field(
+        default_factory=GibberishCheck,
+        description="Text that is not language: invalid or replacement characters, token soup.")
+    prompt_leakage: PromptLeakageCheck = Field(
+        default_factory=PromptLeakageCheck,
+        description="Text of the prompt library or the context scaffolding (headers, `<<<` fences) "
+                    "in a turn.")
+    injection: InjectionCheck = Field(
+        default_factory=InjectionCheck,
+        description="Turns that obey or echo an instruction found in untrusted text (source text, OCR).")
     truncated: TruncationCheck = Field(
         default_factory=TruncationCheck, description="Answers cut off mid-sentence.")
     questions: QuestionDedupConfig = Field(default_factory=QuestionDedupConfig,

@@ -47,7 +47,7 @@ def enabled_stages(recipe: Recipe, hints: Optional[dict[str, str]] = None) -> li
     if recipe.synthesize.enabled:
         stages.append(("Synthesize", _synthesize(recipe, hints)))
         if checks_enabled(recipe.check):
-            stages.append(("Check", Check(recipe.check)))
+            stages.append(("Check", Check(recipe.check, recipe.synthesize.prompts_dir)))
         if recipe.check.questions.enabled:
             stages.append(("QuestionDedup", QuestionDedup(recipe.check.questions, recipe.seed)))
         if recipe.write.flagged == "review":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+GIBBERISH = "gibberish"
+INJECTION = "injection"
+PROMPT_LEAKAGE = "prompt_leakage"
 STRUCTURE = "structure"
 REFUSAL = "refusal"
 LEAKAGE = "leakage"
@@ -13,7 +16,10 @@ OCR_MISMATCH = "ocr_mismatch"
 REPETITION = "repetition"
 TRUNCATED = "truncated"
 # The order findings are reported in: the first failing reject-severity reason names the reject.
-REASONS = (STRUCTURE, REFUSAL, LEAKAGE, UNGROUNDED_OBJECT, WRONG_COUNT, OCR_MISMATCH, REPETITION, TRUNCATED)
+# The newer checks come first: text that is not language, obeys injected text or copies the
+# prompt is unusable whatever else is wrong with it.
+REASONS = (GIBBERISH, INJECTION, PROMPT_LEAKAGE, STRUCTURE, REFUSAL, LEAKAGE, UNGROUNDED_OBJECT,
+           WRONG_COUNT, OCR_MISMATCH, REPETITION, TRUNCATED)
 
 
 class Finding(NamedTuple):

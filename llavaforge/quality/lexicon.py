@@ -83,6 +83,11 @@ _CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flag": ((), ()),
     "guitar": ((), ()),
     "camera": ((), ("electronics",)),
+    # weapons: what injected text asks an LLM to "see" (ImageNet tags rifle, revolver, ...)
+    "weapon": ((), ()),
+    "gun": (("rifle", "assault rifle", "pistol", "revolver", "firearm", "handgun", "shotgun",
+             "machine gun"), ("weapon",)),
+    "bomb": (("nuclear bomb", "atomic bomb", "grenade", "explosive"), ("weapon",)),
     # tableware and kitchen
     "tableware": ((), ()),
     "bottle": (("wine bottle", "water bottle", "beer bottle"), ("tableware",)),
@@ -93,7 +98,8 @@ _CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "spoon": (("teaspoon",), ("tableware",)),
     "bowl": ((), ("tableware",)),
     "plate": (("saucer", "dish"), ("tableware",)),
-    "coffee": (("espresso", "latte", "cappuccino"), ("food",)),
+    "coffee": (("latte", "cappuccino"), ("food",)),
+    "espresso": ((), ("coffee",)),
     # food
     "food": ((), ()),
     "fruit": ((), ("food",)),
@@ -141,6 +147,10 @@ _CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "toothbrush": ((), ()),
 }
 
+# Concepts a tag or label implies without naming it: ImageNet's `espresso` class is a cup of
+# espresso, so the tag supports the cup an answer mentions.
+_IMPLIED: dict[str, tuple[str, ...]] = {"espresso": ("cup",)}
+
 # Forms that are also common verbs or adjectives ("tie the boat", "orange light"): counted as
 # a mention only right after a determiner, number or adjective.
 AMBIGUOUS_FORMS = frozenset({
@@ -148,6 +158,7 @@ AMBIGUOUS_FORMS = frozenset({
     "sub", "dish", "bowl", "monitor", "ball", "kite", "cab", "ram", "bull",
     "duck", "crow", "couple", "player", "catcher", "pitcher", "batter", "remote", "mouse",
     "fork", "pickup", "jet", "calf", "glove", "scooter", "controller", "table", "flag",
+    "explosive",
 })
 
 _IRREGULAR_PLURALS = {
@@ -199,6 +210,7 @@ class Lexicon:
 
     forms: dict[str, str] = field(default_factory=dict)
     parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    implied: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def default(cls, extra_synonyms: Optional[Mapping[str, Iterable[str]]] = None) -> "Lexicon":
@@ -206,6 +218,7 @@ class Lexicon:
         lexicon = cls()
         for concept, (forms, parents) in _CONCEPTS.items():
             lexicon.add(concept, forms, parents)
+        lexicon.implied.update(_IMPLIED)
         for concept, forms in (extra_synonyms or {}).items():
             lexicon.add(concept.lower(), [f.lower() for f in forms])
         return lexicon
@@ -257,9 +270,11 @@ class Lexicon:
         return {m.concept for m in self.mentions(tokens(text))}
 
     def support(self, concepts: Iterable[str]) -> set[str]:
-        """Everything a set of observed concepts supports: themselves and their ancestors."""
+        """Everything a set of observed concepts supports: themselves, what they imply, and
+        the ancestors of both."""
         closure: set[str] = set()
         for concept in concepts:
-            closure.add(concept)
-            closure |= self.ancestors(concept)
+            for supported in (concept, *self.implied.get(concept, ())):
+                closure.add(supported)
+                closure |= self.ancestors(supported)
         return closure

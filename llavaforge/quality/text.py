@@ -23,9 +23,9 @@ def quotes(text: str) -> list[Quote]:
             for m in _QUOTED.finditer(text)]
 
 
-def without_quotes(text: str) -> str:
+def without_quotes(text: str, placeholder: str = QUOTE_PLACEHOLDER) -> str:
     """Quoted text is what the image shows or someone says, not an object the answer asserts."""
-    return _QUOTED.sub(QUOTE_PLACEHOLDER, text)
+    return _QUOTED.sub(placeholder, text)
 
 
 def sentences(text: str) -> list[str]:
@@ -41,3 +41,15 @@ def sentence_around(text: str, start: int, end: int) -> str:
     left = max(text.rfind(mark, 0, start) for mark in (". ", "! ", "? ", "\n"))
     right_marks = [i for i in (text.find(mark, end) for mark in (". ", "! ", "? ", "\n")) if i >= 0]
     return text[left + 1 if left >= 0 else 0: min(right_marks) if right_marks else len(text)]
+
+
+# Function words: they carry no content, so a phrase made of them says nothing by itself.
+STOPWORDS = frozenset("""
+a an the this that these those there here it its it's they them their theirs he him his she her hers
+we us our you your i me my mine one ones some any no not none all each every both either neither
+and or but nor so yet if then than as of in on at by for with from to into onto upon about over
+under above below between among through during before after up down out off near next beside
+behind is are was were be been being am do does did doing done have has had having will would shall
+should can could may might must what which who whom whose when where why how very too also just
+only even still again more most much many few such own same other another while because
+""".split())

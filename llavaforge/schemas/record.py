@@ -60,10 +60,13 @@ class ImageInfo:
     source_sha256: str = ""  # of the input bytes as read (the key and exact dedup come from it)
 
 
+SOURCE_MODEL = "source"  # the `Caption.model` of text that came with the image (untrusted)
+
+
 @dataclass
 class Caption:
     text: str
-    model: str  # model id, or "source" for text that came with the image
+    model: str  # model id, or SOURCE_MODEL for text that came with the image
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from llavaforge.config.check import CheckConfig, CheckSwitch
 from llavaforge.config.recipe import Recipe, RecipeError, load_recipe
 from llavaforge.pipelines.build import enabled_stages
 from llavaforge.transforms.annotate import Annotate
@@ -12,7 +13,8 @@ from llavaforge.transforms.dedup import NearDedup
 from llavaforge.transforms.question_dedup import QuestionDedup
 from llavaforge.transforms.synthesize import Synthesize
 
-CHECKS = ("structure", "refusal", "leakage", "objects", "counts", "ocr", "repetition", "truncated")
+CHECKS = tuple(name for name, info in CheckConfig.model_fields.items()
+               if isinstance(info.annotation, type) and issubclass(info.annotation, CheckSwitch))
 
 
 def labels(recipe: Recipe) -> list[str]:
