@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "llavaforge"
 # Low to high. A module's layer is that of its top-level package (or module) under llavaforge.
 LAYERS = [
-    {"__init__", "errors", "storage", "crashpoint"},
+    {"__init__", "errors", "storage", "crashpoint", "progress"},
     {"schemas", "config"},
     {"quality", "prompts"},
     {"models"},
