@@ -83,7 +83,7 @@ def format_rate(count: float, seconds: float, unit: str) -> str:
 
 
 def format_summary(stats: dict[str, Any], output: str) -> str:
-    from llavaforge.runners.metrics import format_model_metrics
+    from llavaforge.runners.metrics import format_model_metrics, format_stage_metrics
 
     lines = [
         f"output      {output}",
@@ -100,6 +100,9 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
     if reasons:
         lines.append("top reject reasons:")
         lines += [f"  {n:>8}  {stage}/{reason}" for n, stage, reason in reasons[:10]]
+    if stats.get("stages"):
+        lines.append("stages (seconds spent in each, over all workers):")
+        lines += format_stage_metrics(stats["stages"])
     if stats.get("models"):
         lines.append("models:")
         lines += format_model_metrics(stats["models"])

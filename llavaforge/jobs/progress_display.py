@@ -20,12 +20,11 @@ from typing import IO, Optional
 
 from fsspec.core import url_to_fs
 
+from llavaforge.schemas.record import in_flow_order
+
 log = logging.getLogger("llavaforge.progress")
 REDRAW_S = 1.0
 LOG_EVERY_S = 30.0
-ORDER = ("read", "decode", "dedup", "published", "annotate_captioner", "annotate_detector", "annotate_tagger",
-         "annotate_ocr", "annotate", "synthesize", "llm", "synthesize_assemble", "check", "question_dedup", "review",
-         "write_image", "write_review", "write_reject")
 _NOT_ESTIMATED = ("synthesize_assemble", "write_image", "write_review", "write_reject")
 
 
@@ -49,11 +48,6 @@ def read_counts(url: str) -> dict[str, dict[str, float]]:
     return {stage: dict(values) for stage, values in totals.items()}
 
 
-def _ordered(counts: dict) -> list[str]:
-    known = [s for s in ORDER if s in counts]
-    return known + sorted(s for s in counts if s not in ORDER)
-
-
 def estimate_seconds_left(counts: dict[str, dict[str, float]], total_shards: int, elapsed: float) -> Optional[float]:
     read = counts.get("read", {})
     shards_done = read.get("in", 0)
@@ -61,7 +55,7 @@ def estimate_seconds_left(counts: dict[str, dict[str, float]], total_shards: int
         return None
     share_read = min(1.0, shards_done / max(total_shards, 1))
     left, upstream_out = 0.0, None
-    for stage in _ordered(counts):
+    for stage in in_flow_order(counts):
         values = counts[stage]
         if stage == "read":
             expected = total_shards
@@ -90,7 +84,7 @@ def render(counts: dict[str, dict[str, float]], total_shards: int, elapsed: floa
     left = estimate_seconds_left(counts, total_shards, elapsed)
     lines = [f"progress    {'finished in ' + _duration(elapsed) if final else _duration(elapsed) + ' elapsed'}"
              + ("" if final else f", about {_duration(left)} left")]
-    for stage in _ordered(counts):
+    for stage in in_flow_order(counts):
         v = counts[stage]
         rate = v.get("in", 0) / elapsed if elapsed > 0 else 0.0
         unit = "shards" if stage == "read" else "in"

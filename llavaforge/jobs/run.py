@@ -34,7 +34,7 @@ from llavaforge.jobs.progress_display import ProgressMonitor
 from llavaforge.jobs.prefix import OutputPrefix
 from llavaforge.jobs.publish import Publication, Publish, write_dataset_card
 from llavaforge.pipelines.build import build_pipeline
-from llavaforge.runners.metrics import model_metrics
+from llavaforge.runners.metrics import model_metrics, stage_metrics
 from llavaforge.runners.options import pipeline_options, share_cores_between_workers
 from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, PROGRESS_DIR, RUN_MARKER, STATS_FILE, is_progress_file,
                                        progress_folder, run_folder)
@@ -192,9 +192,10 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
             lease.refresh(leases.DETACHED_TTL_S)
         return JobResult(run_id, run_dir, None, None)
     stats_json = read_json(join(run_dir, STATS_FILE)) or {}
-    stats_json["models"] = model_metrics(result)
+    metrics = {"models": model_metrics(result), "stages": stage_metrics(result)}
+    stats_json.update(metrics)
     # Beside stats.json, not in it: stats.json is part of what was verified and published.
-    write_atomic(join(run_dir, METRICS_FILE), json_bytes(stats_json["models"]))
+    write_atomic(join(run_dir, METRICS_FILE), json_bytes(metrics))
     return JobResult(run_id, run_dir, entry, stats_json)
 
 

@@ -282,8 +282,10 @@ def collect(run_dir: str, gallery_images: int = 200, examples_per_reason: int = 
     if stats is None:
         what = "the run did not complete" if fs.exists(join(root, SAMPLES_DIR)) else "not a run folder"
         raise ReportError(f"{run_dir}: no {STATS_FILE} ({what})")
-    data = RunData(run_dir=run_dir, stats=stats,
-                   metrics=_read_json(fs, join(root, METRICS_FILE)) or stats.get("models") or {})
+    metrics = _read_json(fs, join(root, METRICS_FILE)) or {}
+    if "stages" in metrics and "stages" not in stats:  # recorded beside stats.json by a driver that waited
+        stats = {**stats, "stages": metrics["stages"]}
+    data = RunData(run_dir=run_dir, stats=stats, metrics=metrics.get("models", metrics) or stats.get("models") or {})
     aggregates = _SampleAggregates(data)
     chosen: LowestRanked[GalleryImage] = LowestRanked(gallery_images)
     for path in _parquet_files(fs, root, SAMPLES_DIR):

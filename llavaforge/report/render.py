@@ -26,10 +26,8 @@ from llavaforge import __version__
 from llavaforge.report import charts
 from llavaforge.report.collect import NO_TASK, TOKEN_METHOD, GalleryImage, RunData, collect
 from llavaforge.report.thumbnails import thumbnails
+from llavaforge.schemas.record import in_flow_order
 
-# Pipeline order for the per-stage table; stages it does not know follow in their own order.
-STAGE_ORDER = ("read", "decode", "dedup", "published", "annotate", "synthesize", "check",
-               "question_dedup", "write")
 ACCOUNTING = (("inputs", "inputs"), ("images_written", "images written"),
               ("images_rejected", "images rejected"), ("duplicates", "duplicates"),
               ("samples_written", "samples written"), ("sample_rejects", "samples rejected"))
@@ -99,8 +97,7 @@ def _all(parts: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _stage_rows(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    known = [s for s in STAGE_ORDER if s in stages]
-    order = known + [s for s in stages if s not in STAGE_ORDER]
+    order = in_flow_order(stages)
     total = sum(float(stages[s].get("seconds") or 0) for s in order) or 1.0
     rows = []
     for name in order:

@@ -7,6 +7,8 @@ from typing import Any
 
 from apache_beam.runners.runner import PipelineResult
 
+from llavaforge.schemas.record import in_flow_order
+
 _LATENCY = "inference_batch_latency_micro_secs"
 _BATCH = "inference_request_batch_size"
 _COUNT = "num_inferences"
@@ -18,13 +20,47 @@ def _value(result) -> Any:
     return result.committed if result.committed is not None else result.attempted
 
 
+def _query(result: PipelineResult) -> dict:
+    try:
+        return result.metrics().query()
+    except Exception:  # noqa: BLE001 -- a runner without metrics support: no figures
+        return {}
+
+
+def stage_metrics(result: PipelineResult) -> dict[str, dict[str, float]]:
+    """Per stage (every StageFn counts under its stage's name): elements in, records out,
+    rejects, seconds spent in the stage (summed over workers) and elements per such second.
+    Empty when the runner reports no metrics."""
+    raw: dict[str, dict[str, Any]] = defaultdict(dict)
+    queried = _query(result)
+    for kind in ("counters", "distributions"):
+        for metric in queried.get(kind, []):
+            name = metric.key.metric.name
+            if name in ("in", "out", "rejected", "element_us"):
+                raw[metric.key.metric.namespace][name] = _value(metric)
+    stages = {}
+    for namespace in in_flow_order(raw):
+        values = raw[namespace]
+        if "in" not in values:
+            continue
+        timing = values.get("element_us")
+        seconds = timing.sum / 1e6 if timing is not None and timing.count else 0.0
+        stages[namespace] = {"in": values["in"], "out": values.get("out", 0), "rejected": values.get("rejected", 0),
+                             "seconds": round(seconds, 3),
+                             "items_per_second": round(values["in"] / seconds, 1) if seconds else None}
+    return stages
+
+
+def format_stage_metrics(stages: dict[str, dict[str, float]]) -> list[str]:
+    return [f"  {name:<28} {s['in']:>7} in {s['out']:>7} out {s['rejected']:>6} rejected  {s['seconds']:>8.2f} s"
+            + (f"  {s['items_per_second']:.1f}/s" if s.get("items_per_second") else "")
+            for name, s in stages.items()]
+
+
 def model_metrics(result: PipelineResult) -> dict[str, dict[str, float]]:
     """Per model role (RunInference metrics namespace): items, batches, mean batch size and
     latency, model-time items/s, model load time. Empty when the runner reports no metrics."""
-    try:
-        queried = result.metrics().query()
-    except Exception:  # noqa: BLE001 -- a runner without metrics support: no model figures
-        return {}
+    queried = _query(result)
     raw: dict[str, dict[str, Any]] = defaultdict(dict)
     for kind in ("counters", "distributions"):
         for metric in queried.get(kind, []):

@@ -184,6 +184,16 @@ DUPLICATE_REASON = "duplicate"
 NEAR_DUPLICATE_REASON = "near_duplicate"
 DUPLICATE_REASONS = (DUPLICATE_REASON, NEAR_DUPLICATE_REASON)
 REVIEW_STAGE = "review"  # the stage of samples held back for review
+# Stage labels (StageFn stage or progress_label, writers) in flow order, for every per-stage table.
+FLOW_ORDER = ("read", "decode", "dedup", "published", "annotate_captioner", "annotate_detector", "annotate_tagger",
+              "annotate_ocr", "annotate", "synthesize", "llm", "synthesize_assemble", "check", "question_dedup",
+              "review", "write_image", "write_review", "write_reject")
+
+
+def in_flow_order(labels) -> list[str]:
+    """Labels in flow order; unknown ones after, sorted."""
+    labels = list(labels)
+    return [s for s in FLOW_ORDER if s in labels] + sorted(s for s in labels if s not in FLOW_ORDER)
 
 
 def reject_counts(rejects: Iterable[Reject]) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class StageFn(beam.DoFn):
         self._out = Metrics.counter(label, "out")
         self._rejected = Metrics.counter(label, "rejected")
         self._errors = Metrics.counter(label, "errors")
-        self._element_ms = Metrics.distribution(label, "element_ms")
+        self._element_us = Metrics.distribution(label, "element_us")
 
     @property
     def label(self) -> str:
@@ -120,7 +120,7 @@ class StageFn(beam.DoFn):
                     out_count += 1
                     self._out.inc()
                 yield out
-        self._element_ms.update(int(spent * 1000))
+        self._element_us.update(int(spent * 1e6))
         self._progress.add(self.label, **{"in": 1, "out": out_count, "rejected": rejected, "seconds": spent})
 
 
