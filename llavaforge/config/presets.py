@@ -89,7 +89,7 @@ PRESETS: dict[str, Preset] = {
             "ocr": PresetModel({"model": "rapidocr", "kind": "rapidocr"}, "16 MB", "Apache-2.0"),
             LLM_ROLE: PresetModel({"tasks": ALL_TASKS, "task_mix": "weighted", "backend": "vllm",
                                    "model": "Qwen/Qwen2.5-7B-Instruct", "max_new_tokens": 1024,
-                                   "context_max_tokens": 1536, "min_batch_size": 64, "max_batch_size": 256,
+                                   "context_max_tokens": 1536, "min_batch_size": 256, "max_batch_size": 256,
                                    "sampling": {"temperature": 0.7, "top_p": 0.9}}, "15 GB (bf16)", "Apache-2.0"),
         },
     ),
