@@ -127,15 +127,16 @@ def gpu_vs_pil_pixels(handler: CaptionerHandler, model, records: list[ImageRecor
 
 
 def run_variant(name: str, folder: Path, records: list[ImageRecord], batch: int, compile_vision: bool,
-                static_decode: bool, args, device: str) -> tuple[dict[str, Any], list[str]]:
+                static_decode: bool, fused_attention: bool, args, device: str) -> tuple[dict[str, Any], list[str]]:
     """The variant's numbers, and its captions of the first batch (to compare the variants' output)."""
     config = CaptionerConfig(
         model=str(folder), kind="blip", device=device, dtype="fp32" if args.smoke else "bf16",
         min_batch_size=batch, max_batch_size=batch, max_new_tokens=args.new_tokens, compile_vision=compile_vision,
-        static_decode=static_decode)
+        static_decode=static_decode, fused_attention=fused_attention)
     handler = CaptionerHandler(config)
     model = handler.load_model()
     result: dict[str, Any] = {"batch": batch, "compile_vision": compile_vision, "static_decode": static_decode,
+                              "fused_attention": fused_attention,
                               "image_processor": type(getattr(model.processor, "image_processor", None)).__name__,
                               "torchvision_backed_processor": is_torchvision_backed(model.processor),
                               "gpu_decode_eligible": handler.decodes_on_gpu(records[:batch], model)}
@@ -241,13 +242,15 @@ def main() -> None:
     write()
 
     # llavaforge's handler: decode + preprocess + generate, through from_pretrained
-    # (name, images, batch, compile_vision, static_decode); the first is the reference for caption agreement
-    plan = [(f"handler_b{args.batch}_generate", args.images, args.batch, False, False),
-            (f"handler_b{args.batch}", args.images, args.batch, False, True),
-            (f"handler_b{args.big_batch}", args.big_images, args.big_batch, False, True),
-            (f"handler_b{args.big_batch}_compiled_vision", args.big_images, args.big_batch, True, True)]
+    # (name, images, batch, compile_vision, static_decode, fused_attention); the first is the
+    # reference for caption agreement
+    plan = [(f"handler_b{args.batch}_generate", args.images, args.batch, False, False, False),
+            (f"handler_b{args.batch}", args.images, args.batch, False, True, False),
+            (f"handler_b{args.batch}_fused", args.images, args.batch, False, True, True),
+            (f"handler_b{args.big_batch}_fused", args.big_images, args.big_batch, False, True, True),
+            (f"handler_b{args.big_batch}_fused_compiled_vision", args.big_images, args.big_batch, True, True, True)]
     reference: list[str] = []
-    for name, n_images, batch, compile_vision, static_decode in plan:
+    for name, n_images, batch, compile_vision, static_decode, fused_attention in plan:
         if time.perf_counter() - started > args.time_limit:
             variants[name] = {"skipped": f"time limit {args.time_limit:.0f} s reached"}
             write()
@@ -255,7 +258,8 @@ def main() -> None:
         try:
             # smoke keeps compile off: CPU inductor would take most of a minute for nothing measured
             variants[name], first = run_variant(name, folder, records[:n_images], batch,
-                                                compile_vision and not args.smoke, static_decode, args, device)
+                                                compile_vision and not args.smoke, static_decode, fused_attention,
+                                                args, device)
             reference = reference or first
             shared = min(len(first), len(reference))
             variants[name]["captions_equal_reference"] = sum(a == b for a, b in zip(first, reference)) / shared

@@ -32,7 +32,9 @@ import standin  # noqa: E402
 import workload  # noqa: E402
 
 
-def build_shards(folder: Path, images: int, per_shard: int = 250) -> list[str]:
+def build_shards(folder: Path, images: int, per_shard: int = 250, near_duplicates: float = 0.0) -> list[str]:
+    """640x480 JPEG tar shards with a caption each; `near_duplicates` of the images are a
+    re-encoded, slightly noisier copy of the image before them (near-dedup has work)."""
     rng = np.random.default_rng(0)
     width, height = workload.IMAGE_SIZE
     ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
@@ -40,9 +42,14 @@ def build_shards(folder: Path, images: int, per_shard: int = 250) -> list[str]:
     for start in range(0, images, per_shard):
         path = folder / f"shard-{start // per_shard:04d}.tar"
         with tarfile.open(path, "w") as tar:
+            pixels = None
             for i in range(start, min(images, start + per_shard)):
-                noise = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
-                pixels = np.clip(ramp * rng.uniform(0.3, 1.0, 3) + noise, 0, 255).astype(np.uint8)
+                if pixels is not None and rng.random() < near_duplicates:
+                    pixels = np.clip(pixels.astype(np.int16) + rng.integers(-3, 4, pixels.shape), 0, 255).astype(np.uint8)
+                else:
+                    noise = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+                    blocks = np.kron(rng.uniform(0.2, 1.0, (6, 8, 3)), np.ones((height // 6, width // 8, 1)))
+                    pixels = np.clip(ramp * blocks + noise, 0, 255).astype(np.uint8)
                 out = io.BytesIO()
                 Image.fromarray(pixels).save(out, format="JPEG", quality=85)
                 for name, data in ((f"{i:07d}.jpg", out.getvalue()), (f"{i:07d}.txt", b"a photograph")):

@@ -45,9 +45,16 @@ def llm_batch_seconds(lengths: Sequence[int]) -> float:
     return rows * own / LLM_PREFILL_TOKENS_PER_S + max(lengths) * llm_step_seconds(rows)
 
 
+# Scaling runs measure the pipeline's own cost as work grows: they divide device time by this.
+SPEEDUP = float(os.environ.get("STANDIN_SPEEDUP", "1"))
+# Share of conversations whose first question is one shared sentence (question dedup has work).
+REPEATED_QUESTION_SHARE = 0.1
+
+
 def _busy(role: str, seconds: float, items: int) -> None:
     """Hold the one device of this machine for `seconds` (an exclusive file lock across the
     worker processes, as they would share one GPU), and log the interval."""
+    seconds /= SPEEDUP
     folder = os.environ.get("STANDIN_LOG_DIR")
     if not folder:
         time.sleep(seconds)
@@ -119,7 +126,8 @@ class StandInLlm(LlmHandler):
         for request, length in zip(requests, lengths):
             body = filler(length, request.seed)
             rng = random.Random(request.seed)
-            question = f"What makes the {rng.choice(_WORDS)} {rng.choice(_WORDS)} of this view {rng.choice(_WORDS)}?"
+            question = ("What is the mood of this picture?" if rng.random() < REPEATED_QUESTION_SHARE else
+                        f"What makes the {rng.choice(_WORDS)} {rng.choice(_WORDS)} of this view {rng.choice(_WORDS)}?")
             text = body if request.tag.format == "answer" else f"Question: {question}\nAnswer: {body}"
             out.append(Generation(text=text, tokens_in=workload.PROMPT_TOKENS, tokens_out=length))
         return out

@@ -59,6 +59,11 @@ class CaptionerConfig(ModelConfig):
     max_new_tokens: int = Field(default=30, ge=1, le=512, description="Longest caption, in tokens.")
     num_captions: int = Field(
         default=1, ge=1, le=8, description="Captions per image (the best beams of a beam search).")
+    fused_attention: bool = Field(
+        default=True,
+        description="BLIP: run the image encoder's attention through torch's scaled_dot_product_attention "
+                    "(one fused kernel on GPU) instead of transformers' eager matmul-softmax-matmul; the same "
+                    "attention, rounded differently.")
     compile_vision: bool = Field(
         default=False,
         description="torch.compile the image encoder (static shapes): fuses its attention on GPU. The first batch "

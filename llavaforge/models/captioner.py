@@ -16,6 +16,7 @@ import transformers as tf
 
 from llavaforge.models.caption_decode import BlipGreedyDecoder, supports_greedy_decoder
 from llavaforge.config.annotate import CaptionerConfig
+from llavaforge.models.fused_attention import fuse_blip_vision_attention
 from llavaforge.models.handler import DecodedImage, VisionModelHandler, processor_image_kwargs
 from llavaforge.models.loading import LoadedModel, hf_loaded
 from llavaforge.schemas.record import Caption
@@ -64,6 +65,8 @@ class CaptionerHandler(VisionModelHandler):
     def load(self, path: str, config: CaptionerConfig) -> LoadedModel:
         model_class, processor_class, tokenizer_class = MODEL_CLASSES[config.kind]
         loaded = hf_loaded(model_class, processor_class, path, config, tokenizer_class)
+        if config.fused_attention and config.kind == "blip":
+            fuse_blip_vision_attention(loaded.model)
         if config.compile_vision:
             compile_vision_encoder(loaded.model)
         return loaded

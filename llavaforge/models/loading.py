@@ -45,7 +45,7 @@ _lock = threading.Lock()
 def model_identity(config: ModelConfig) -> tuple:
     """What makes two role configurations share one loaded model."""
     return (config.kind, config.model, config.device, config.effective_dtype, config.trust_remote_code,
-            getattr(config, "compile_vision", False))
+            getattr(config, "compile_vision", False), getattr(config, "fused_attention", False))
 
 
 def resolve_model_path(model_id: str) -> str:
