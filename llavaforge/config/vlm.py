@@ -32,6 +32,26 @@ class VlmHfConfig(StrictModel):
         description="Image encodings (the vision tower's output) kept per loaded model, in MB: the roles one "
                     "model serves, and the tasks of one image, encode it once. 0 = off. Used with models whose "
                     "forward takes precomputed encodings (transformers' `mm_encoder_outputs`).")
+    static_decode: Optional[bool] = Field(
+        default=None,
+        description="Decode with llavaforge's own loop over a preallocated KV cache, prefilled from the prompt "
+                    "embeddings (image encodings in place), instead of `generate`; for the architectures it is "
+                    "checked on (SmolVLM/Idefics3, Qwen2-VL, Qwen2.5-VL), others use generate. None = on with cuda.")
+    compile: Optional[bool] = Field(
+        default=None,
+        description="torch.compile the one-token decoding step with CUDA graphs (needs static_decode; the first "
+                    "batch of each shape compiles). None = on with static_decode on cuda.")
+
+    @model_validator(mode="after")
+    def _compile_needs_static_decode(self) -> "VlmHfConfig":
+        if self.compile and self.static_decode is False:
+            raise ValueError("`compile` needs static_decode: leave `static_decode` unset or true")
+        return self
+
+    def decoding(self, on_gpu: bool) -> tuple[bool, bool]:
+        """(static decode, compile) for a model on the GPU or not."""
+        static = self.static_decode if self.static_decode is not None else on_gpu
+        return static, static and (self.compile if self.compile is not None else on_gpu)
 
 
 class VlmVllmConfig(StrictModel):

@@ -7,10 +7,14 @@ runs on torch tensors (the same path as the vision roles, `models/handler.py`); 
 there reruns the batch through Pillow.
 
 Image encodings are cached: the vision tower's output for an image is kept (LRU, within
-`hf.image_cache_mb`) and passed back to `generate` as `mm_encoder_outputs` the next time that
-image comes, so a model serving the dense captioner, the synthesizer and the verifier encodes
-each image once. Models whose forward takes no `mm_encoder_outputs`, or whose encoder output
-cannot be split per image, run uncached.
+`hf.image_cache_mb`) and reused the next time that image comes, so a model serving the dense
+captioner, the synthesizer and the verifier encodes each image once. Models whose forward
+takes no precomputed encodings (`mm_encoder_outputs`), or whose encoder output cannot be split
+per image, run uncached through `generate`.
+
+With `hf.static_decode` (default on cuda) a batch is decoded by `static_decode.VlmStaticDecoder`:
+prompt embeddings with the encodings in place prefill a static KV cache, then the LLM's
+one-token step (compiled with CUDA graphs with `hf.compile`) decodes.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from llavaforge.config.vlm import VlmConfig
 from llavaforge.models.handler import (DecodedImage, decode_images, decode_images_on, is_jpeg_image,
                                        is_torchvision_backed, processor_image_kwargs, torchvision_jpeg_decoder)
 from llavaforge.models.llm.base import Generation
+from llavaforge.models.llm.static_decode import TokenPicker
 from llavaforge.models.loading import TORCH_DTYPES
 from llavaforge.models.vlm.base import GenerationSettings, VlmEngine, VlmRequest, chat_messages
 from llavaforge.models.vlm.images import fit_pil, fit_tensor
+from llavaforge.models.vlm.static_decode import (VlmStaticDecoder, prompt_embeddings, prompt_positions,
+                                                 static_decode_refusal)
 from llavaforge.schemas.record import ImageInfo
 
 log = logging.getLogger(__name__)
@@ -108,10 +115,22 @@ class HfVlmEngine(VlmEngine):
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.eos_ids = set(eos_ids) | ({self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set())
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
-        cache_bytes = config.hf.image_cache_mb * 2**20
-        self.encodings = EncodingCache(cache_bytes) if cache_bytes and supports_precomputed_encodings(model) else None
+        # None: this model takes no precomputed encodings (the cache and the static loop are off)
+        self.encodings = (EncodingCache(config.hf.image_cache_mb * 2**20)
+                          if supports_precomputed_encodings(model) else None)
         self._stacked: Optional[bool] = None  # how the model's encoder returns per-image encodings
         self.gpu_decode_fallbacks = 0
+        self.static = self._static_decoder(config)
+
+    def _static_decoder(self, config: VlmConfig) -> Optional[VlmStaticDecoder]:
+        static, compile = config.hf.decoding(on_gpu=self.device.type == "cuda")
+        if not static:
+            return None
+        refusal = static_decode_refusal(self.model) if self.encodings is not None else "no precomputed encodings"
+        if refusal:
+            log.warning("vlm hf backend: static_decode falls back to generate for this model (%s)", refusal)
+            return None
+        return VlmStaticDecoder(self.model, self.pad_id, self.eos_ids, compile=compile, rows=config.max_batch_size)
 
     @classmethod
     def load(cls, config: VlmConfig, path: str, field: str) -> "HfVlmEngine":
@@ -147,28 +166,32 @@ class HfVlmEngine(VlmEngine):
         params = inspect.signature(self.model.get_image_features).parameters
         return {name: value for name, value in inputs.items() if name in params}
 
-    def encodings_for(self, requests: Sequence[VlmRequest], inputs: dict[str, Any]) -> Optional[Any]:
-        """The batch's image encodings, from the cache where every image is in it, else computed
-        (and cached); None when this model runs uncached."""
+    def encodings_for(self, requests: Sequence[VlmRequest], inputs: dict[str, Any]) -> Optional[list[torch.Tensor]]:
+        """One encoding per image of the batch: from the cache when every image is in it, else
+        computed (and cached); None when this model takes no precomputed encodings."""
         if self.encodings is None:
             return None
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
         keys = [image_key(r.image) for r in requests]
         found = [self.encodings.get(key) for key in keys]
-        if any(value is None for value in found):
-            encoded = self.model.get_image_features(**self._encoder_inputs(inputs), return_dict=True).pooler_output
-            split = split_per_image(encoded, len(requests))
-            if split is None:
-                log.warning("vlm hf backend: %s's image encodings are not one per image; running uncached",
-                            type(self.model).__name__)
-                self.encodings = None
-                return None
-            found, self._stacked = split
-            for key, value in zip(keys, found):
-                self.encodings.put(key, value)
-        pooled = torch.stack(found) if self._stacked else tuple(found)
-        return BaseModelOutputWithPooling(pooler_output=pooled)
+        if all(value is not None for value in found):
+            return found
+        encoded = self.model.get_image_features(**self._encoder_inputs(inputs), return_dict=True).pooler_output
+        split = split_per_image(encoded, len(requests))
+        if split is None:
+            log.warning("vlm hf backend: %s's image encodings are not one per image; running uncached through "
+                        "generate", type(self.model).__name__)
+            self.encodings, self.static = None, None
+            return None
+        computed, self._stacked = split
+        for key, value in zip(keys, computed):
+            self.encodings.put(key, value)
+        return computed
+
+    def encoder_outputs(self, encodings: list[torch.Tensor]) -> Any:
+        """Encodings as `generate`'s `mm_encoder_outputs["image"]`, in the layout the model's encoder returns."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        return BaseModelOutputWithPooling(pooler_output=torch.stack(encodings) if self._stacked else tuple(encodings))
 
     # -- generation --------------------------------------------------------------------------
 
@@ -200,14 +223,33 @@ class HfVlmEngine(VlmEngine):
         text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True).strip()
         return Generation(text=text, tokens_in=tokens_in, tokens_out=end)
 
+    def _picker(self, inputs: dict[str, Any], settings: GenerationSettings, seed: int) -> Optional[TokenPicker]:
+        sampling = settings.sampling
+        if sampling.temperature == 0 and sampling.repetition_penalty == 1.0:
+            return None  # greedy inside the (compiled) step
+        prompt_ids = [row[mask.bool()].tolist() for row, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+        return TokenPicker(prompt_ids, sampling.temperature, sampling.top_p, sampling.repetition_penalty, seed)
+
+    def _decode_static(self, inputs: dict[str, Any], encodings: list[torch.Tensor],
+                       settings: GenerationSettings, seed: int) -> list[list[int]]:
+        embeds = prompt_embeddings(self.model, inputs["input_ids"], encodings)
+        positions, offsets = prompt_positions(self.model, inputs)
+        return self.static.decode_embedded(embeds, inputs["attention_mask"], positions, offsets,
+                                           settings.max_new_tokens, self._picker(inputs, settings, seed))
+
     def generate(self, requests: Sequence[VlmRequest], settings: GenerationSettings) -> list[Generation]:
+        seed = requests[0].seed
         with torch.inference_mode():
             inputs = self.model_inputs(requests)
-            encoded = self.encodings_for(requests, inputs)
-            if encoded is not None:
-                inputs = {name: t for name, t in inputs.items() if not name.startswith(PIXEL_PREFIX)}
-                inputs["mm_encoder_outputs"] = {"image": encoded}
-            out = self.model.generate(**inputs, **self._generation_kwargs(settings, requests[0].seed))
-        width = inputs["input_ids"].shape[1]
+            encodings = self.encodings_for(requests, inputs)
+            if encodings is not None and self.static is not None:
+                new_tokens = self._decode_static(inputs, encodings, settings, seed)
+            else:
+                kwargs = dict(inputs)
+                if encodings is not None:
+                    kwargs = {name: t for name, t in inputs.items() if not name.startswith(PIXEL_PREFIX)}
+                    kwargs["mm_encoder_outputs"] = {"image": self.encoder_outputs(encodings)}
+                out = self.model.generate(**kwargs, **self._generation_kwargs(settings, seed))
+                new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
         tokens_in = inputs["attention_mask"].sum(dim=1).tolist()
-        return [self._text(row, n) for row, n in zip(out[:, width:].tolist(), tokens_in)]
+        return [self._text(row, n) for row, n in zip(new_tokens, tokens_in)]
