@@ -21,7 +21,7 @@ LABELS = {
 }
 _LABEL_OF = {word: label for label, words in LABELS.items() for word in words}
 _LINE = re.compile(
-    r"^[\s>*_#-]*(?:answer\s*)?(\d+)\s*[.):\-]?\s*[*_]*\s*(" + "|".join(sorted(_LABEL_OF, key=len, reverse=True))
+    r"^[\s>*_#-]*(?:answer\s*)?(\d+)\s*[.):\-]?[\s*_]*(" + "|".join(sorted(_LABEL_OF, key=len, reverse=True))
     + r")\b[*_]*\s*[:\-–—,]?\s*(.*)$", re.IGNORECASE)
 
 

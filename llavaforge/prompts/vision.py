@@ -35,7 +35,7 @@ class VisionPromptFile(StrictModel):
     def _has_slots(self) -> "VisionPromptFile":
         missing = [slot for slot in REQUIRED_SLOTS[self.kind] if slot not in self.query]
         if missing:
-            raise ValueError(f"query must contain {', '.join(missing)}")
+            raise ValueError(f"`query` must contain {', '.join(missing)}")
         return self
 
 
