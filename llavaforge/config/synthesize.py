@@ -138,9 +138,9 @@ class SynthesizeConfig(BatchBounds):
     def _model_when_on(self) -> "SynthesizeConfig":
         if self.llm_tasks and not self.model:
             raise ValueError("synthesize.model is required when synthesize.tasks is set without a preset")
-        if self.vision_tasks and not self.vlm.model:
-            raise ValueError(f"synthesize.vlm.model is required: task_modes puts {', '.join(self.vision_tasks)} "
-                             f"in vlm mode")
+        seeing = [t for t in self.tasks if self.task_modes.get(t) == "vlm"]
+        if seeing and (self.vlm is None or (self.vlm.enabled and not self.vlm.model)):
+            raise ValueError(f"synthesize.vlm.model is required: task_modes puts {', '.join(seeing)} in vlm mode")
         return self
 
     @property
