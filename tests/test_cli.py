@@ -176,6 +176,9 @@ def test_tiny_run_with_a_random_vlm_in_all_three_roles_rejects_its_noise_and_bal
     assert stats["rejects"]["synthesize"]["unparseable"] >= 1  # the blind LLM's noise
     assert stats["images_written"] + stats["images_rejected"] + stats["duplicates"] == stats["inputs"]
     assert verify(str(out)).ok
+    models = json.loads((published_dir(out) / "metrics.json").read_text())
+    assert models["vlm_dense_captioner"]["image_encodings_computed"] == 6  # one encoding per decoded image...
+    assert models["vlm_verifier"]["image_encodings_reused"] >= 1  # ...that the later roles reuse
 
     flagged = tmp_path / "flagged"
     assert main(["-q", "run", "--input", shard, "--output", str(flagged), *VLM_ROLES_ON,

@@ -231,7 +231,7 @@ class Synthesize(beam.PTransform):
         if self.config.llm_tasks:
             generators.append(("", REQUESTS, make_llm_handler(self.config, self.seed)))
         if self.config.vision_tasks:
-            generators.append(("WithImage", VISION_REQUESTS, VlmHandler(self.config.vlm, "synthesize.vlm")))
+            generators.append(("WithImage", VISION_REQUESTS, VlmHandler(self.config.vlm, "synthesize.vlm", "synthesizer")))
         return generators
 
     def expand(self, records):

@@ -35,8 +35,11 @@ class VlmRequest(NamedTuple):
 
 
 class GenerationSettings(NamedTuple):
+    """What a role asks of a shared engine per call."""
+
     max_new_tokens: int
     sampling: SamplingConfig
+    namespace: str = "vlm"  # the role's Beam metrics namespace, where engines count what they reuse
 
 
 def chat_messages(request: VlmRequest, image_part: dict[str, Any], parts_everywhere: bool) -> list[dict[str, Any]]:
@@ -131,13 +134,14 @@ def shared_engine(config: VlmConfig, field: str) -> VlmEngine:
 class VlmHandler(ModelHandler[VlmRequest, PredictionResult, VlmEngine]):
     """One role's handler: the role's generation settings over the shared engine.
 
-    `field`: the recipe section of the role (`synthesize.vlm`, ...), named in load errors."""
+    `field`: the recipe section of the role (`synthesize.vlm`, ...), named in load errors;
+    `role`: its name in the run's model metrics (`vlm_<role>`)."""
 
-    def __init__(self, config: VlmConfig, field: str, max_new_tokens: Optional[int] = None) -> None:
+    def __init__(self, config: VlmConfig, field: str, role: str) -> None:
         super().__init__(min_batch_size=config.min_batch_size, max_batch_size=config.max_batch_size)
         self.config = config
         self.field = field
-        self.settings = GenerationSettings(max_new_tokens or config.max_new_tokens, config.sampling)
+        self.settings = GenerationSettings(config.max_new_tokens, config.sampling, f"vlm_{role}")
 
     @property
     def model_name(self) -> str:
@@ -155,4 +159,4 @@ class VlmHandler(ModelHandler[VlmRequest, PredictionResult, VlmEngine]):
         return sum(len(item.image.data) for item in batch)  # VlmRequests and ImageRecords both carry it
 
     def get_metrics_namespace(self) -> str:
-        return "llavaforge_vlm_" + self.field.replace(".", "_")
+        return self.settings.namespace

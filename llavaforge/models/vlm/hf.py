@@ -26,6 +26,7 @@ from collections import OrderedDict
 from typing import Any, Optional, Sequence
 
 import torch
+from apache_beam.metrics import Metrics
 
 from llavaforge.config.vlm import VlmConfig
 from llavaforge.models.handler import (DecodedImage, decode_images, decode_images_on, is_jpeg_image,
@@ -42,6 +43,7 @@ from llavaforge.schemas.record import ImageInfo
 log = logging.getLogger(__name__)
 IMAGE_PART = {"type": "image"}
 PIXEL_PREFIX = "pixel_"  # the raw image inputs a model's encoder reads (pixel_values, pixel_attention_mask)
+REUSED, COMPUTED = "image_encodings_reused", "image_encodings_computed"  # Beam counters, per role
 
 
 def image_key(image: ImageInfo) -> str:
@@ -166,7 +168,8 @@ class HfVlmEngine(VlmEngine):
         params = inspect.signature(self.model.get_image_features).parameters
         return {name: value for name, value in inputs.items() if name in params}
 
-    def encodings_for(self, requests: Sequence[VlmRequest], inputs: dict[str, Any]) -> Optional[list[torch.Tensor]]:
+    def encodings_for(self, requests: Sequence[VlmRequest], inputs: dict[str, Any],
+                      namespace: str = "vlm") -> Optional[list[torch.Tensor]]:
         """One encoding per image of the batch: from the cache when every image is in it, else
         computed (and cached); None when this model takes no precomputed encodings."""
         if self.encodings is None:
@@ -174,7 +177,9 @@ class HfVlmEngine(VlmEngine):
         keys = [image_key(r.image) for r in requests]
         found = [self.encodings.get(key) for key in keys]
         if all(value is not None for value in found):
+            Metrics.counter(namespace, REUSED).inc(len(found))
             return found
+        Metrics.counter(namespace, COMPUTED).inc(len(requests))
         encoded = self.model.get_image_features(**self._encoder_inputs(inputs), return_dict=True).pooler_output
         split = split_per_image(encoded, len(requests))
         if split is None:
@@ -241,7 +246,7 @@ class HfVlmEngine(VlmEngine):
         seed = requests[0].seed
         with torch.inference_mode():
             inputs = self.model_inputs(requests)
-            encodings = self.encodings_for(requests, inputs)
+            encodings = self.encodings_for(requests, inputs, settings.namespace)
             if encodings is not None and self.static is not None:
                 new_tokens = self._decode_static(inputs, encodings, settings, seed)
             else:

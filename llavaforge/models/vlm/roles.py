@@ -38,7 +38,7 @@ class DenseCaptionerHandler(RecordVlmHandler):
     or empty generation raises, so the stage retries image by image and rejects only that one."""
 
     def __init__(self, config: DenseCaptionerConfig) -> None:
-        super().__init__(config, "annotate.dense_captioner")
+        super().__init__(config, "annotate.dense_captioner", "dense_captioner")
         self.prompt = load_vision_prompt("dense_caption", config.prompt_file)
 
     def request_for(self, record: ImageRecord) -> VlmRequest:
@@ -72,7 +72,7 @@ class VerifierHandler(RecordVlmHandler):
     Results are the raw generations: the stage reads the verdicts (`prompts/verdict.py`)."""
 
     def __init__(self, config: VerifyConfig) -> None:
-        super().__init__(config, "verify")
+        super().__init__(config, "verify", "verifier")
         self.verify_config = config
         self.prompt = load_vision_prompt("verify", config.prompt_file)
 

@@ -48,7 +48,7 @@ def test_roles_naming_one_model_share_its_engine_and_encode_an_image_once(recipe
     monkeypatch.setattr(base, "_engines", {})
     captioner = DenseCaptionerHandler(recipe.annotate.dense_captioner)
     verifier = VerifierHandler(recipe.verify)
-    synthesizer = VlmHandler(recipe.synthesize.vlm, "synthesize.vlm")
+    synthesizer = VlmHandler(recipe.synthesize.vlm, "synthesize.vlm", "synthesizer")
     engine = captioner.load_model()
     assert verifier.load_model() is engine and synthesizer.load_model() is engine
     records = [make_record(key=f"{i:032x}", seed=i) for i in range(3)]

@@ -39,7 +39,7 @@ def test_each_fault_is_retried_and_the_image_goes_as_a_data_url_every_time(fault
     monkeypatch.setenv("LF_VLM_KEY", KEY)
     small = jpeg(48, 32)
     with ImageFaultServer({"M": [fault, ("ok", GOOD)]}) as server:
-        handler = VlmHandler(config(server), "verify")
+        handler = VlmHandler(config(server), "verify", "verifier")
         (result,) = handler.run_inference([request("M", small)], handler.load_model())
     assert result.inference.text == GOOD and result.inference.error == ""
     assert server.calls["M"] == 2 and server.authorizations == [f"Bearer {KEY}"] * 2
