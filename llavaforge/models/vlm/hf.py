@@ -8,9 +8,10 @@ there reruns the batch through Pillow.
 
 Image encodings are cached: the vision tower's output for an image is kept (LRU, within
 `hf.image_cache_mb`) and reused the next time that image comes, so a model serving the dense
-captioner, the synthesizer and the verifier encodes each image once. Models whose forward
-takes no precomputed encodings (`mm_encoder_outputs`), or whose encoder output cannot be split
-per image, run uncached through `generate`.
+captioner, the synthesizer and the verifier encodes each image once. Encodings reach the model
+through the static loop below (it builds the prompt embeddings itself), or through `generate`'s
+`mm_encoder_outputs` where the model's forward takes them (transformers >= 5.2x); a model
+whose encoder output cannot be split per image runs uncached through `generate`.
 
 With `hf.static_decode` (default on cuda) a batch is decoded by `static_decode.VlmStaticDecoder`:
 prompt embeddings with the encodings in place prefill a static KV cache, then the LLM's
@@ -98,9 +99,14 @@ def split_per_image(encoded: Any, count: int) -> Optional[tuple[list[torch.Tenso
     return None
 
 
-def supports_precomputed_encodings(model: Any) -> bool:
-    return "mm_encoder_outputs" in inspect.signature(model.forward).parameters and callable(
-        getattr(model, "get_image_features", None))
+def encodes_images_alone(model: Any) -> bool:
+    """Whether the model encodes images apart from its forward (`get_image_features`)."""
+    return callable(getattr(model, "get_image_features", None))
+
+
+def takes_precomputed_encodings(model: Any) -> bool:
+    """Whether the model's forward (and so `generate`) takes encodings computed before."""
+    return "mm_encoder_outputs" in inspect.signature(model.forward).parameters
 
 
 class HfVlmEngine(VlmEngine):
@@ -117,18 +123,19 @@ class HfVlmEngine(VlmEngine):
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.eos_ids = set(eos_ids) | ({self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set())
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
-        # None: this model takes no precomputed encodings (the cache and the static loop are off)
-        self.encodings = (EncodingCache(config.hf.image_cache_mb * 2**20)
-                          if supports_precomputed_encodings(model) else None)
         self._stacked: Optional[bool] = None  # how the model's encoder returns per-image encodings
         self.gpu_decode_fallbacks = 0
+        self.takes_encodings = takes_precomputed_encodings(model)
         self.static = self._static_decoder(config)
+        # None: nothing can use an encoding computed before (generate then encodes the pixels itself)
+        usable = encodes_images_alone(model) and (self.static is not None or self.takes_encodings)
+        self.encodings = EncodingCache(config.hf.image_cache_mb * 2**20) if usable else None
 
     def _static_decoder(self, config: VlmConfig) -> Optional[VlmStaticDecoder]:
         static, compile = config.hf.decoding(on_gpu=self.device.type == "cuda")
         if not static:
             return None
-        refusal = static_decode_refusal(self.model) if self.encodings is not None else "no precomputed encodings"
+        refusal = static_decode_refusal(self.model) if encodes_images_alone(self.model) else "no get_image_features"
         if refusal:
             log.warning("vlm hf backend: static_decode falls back to generate for this model (%s)", refusal)
             return None
@@ -150,17 +157,11 @@ class HfVlmEngine(VlmEngine):
         return (self.device.type == "cuda" and all(is_jpeg_image(i) for i in images)
                 and is_torchvision_backed(self.processor) and torchvision_jpeg_decoder() is not None)
 
-    def decoded(self, images: Sequence[ImageInfo]) -> list[DecodedImage]:
-        """The batch's images fitted to `max_image_side`: CHW tensors on the GPU when it can, else PIL."""
-        if self._decodes_on_gpu(images):
-            try:
-                return [fit_tensor(t, self.max_image_side) for t in decode_images_on(images, self.device)]
-            except Exception as e:  # noqa: BLE001 -- any failure on the GPU path: Pillow decides
-                if not self.gpu_decode_fallbacks:
-                    log.warning("vlm hf backend: GPU decode failed (%s: %s); decoding with Pillow "
-                                "(logged once)", type(e).__name__, e)
-                self.gpu_decode_fallbacks += 1
-        return [fit_pil(image, self.max_image_side) for image in decode_images(images)]
+    def _count_fallback(self, error: Exception) -> None:
+        if not self.gpu_decode_fallbacks:
+            log.warning("vlm hf backend: the GPU image path failed (%s: %s); rerunning the batch with Pillow "
+                        "(logged once; later fallbacks are only counted)", type(error).__name__, error)
+        self.gpu_decode_fallbacks += 1
 
     # -- encodings ---------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class HfVlmEngine(VlmEngine):
     def encodings_for(self, requests: Sequence[VlmRequest], inputs: dict[str, Any],
                       namespace: str = "vlm") -> Optional[list[torch.Tensor]]:
         """One encoding per image of the batch: from the cache when every image is in it, else
-        computed (and cached); None when this model takes no precomputed encodings."""
+        computed (and cached); None when nothing would use them."""
         if self.encodings is None:
             return None
         keys = [image_key(r.image) for r in requests]
@@ -200,15 +201,26 @@ class HfVlmEngine(VlmEngine):
 
     # -- generation --------------------------------------------------------------------------
 
-    def model_inputs(self, requests: Sequence[VlmRequest]) -> dict[str, Any]:
+    def _processed(self, requests: Sequence[VlmRequest], images: list[DecodedImage]) -> dict[str, Any]:
         """Processor outputs of the batch on the model's device (floating tensors in its dtype)."""
-        images = self.decoded([r.image for r in requests])
         texts = [self.processor.apply_chat_template(chat_messages(r, IMAGE_PART, parts_everywhere=True),
                                                     tokenize=False, add_generation_prompt=True) for r in requests]
         inputs = self.processor(text=texts, images=[[image] for image in images], padding=True, return_tensors="pt",
                                 **processor_image_kwargs(images))
         return {name: (t.to(self.device, self.dtype) if torch.is_floating_point(t) else t.to(self.device))
                 for name, t in inputs.items()}
+
+    def model_inputs(self, requests: Sequence[VlmRequest]) -> dict[str, Any]:
+        """The batch processed with its images fitted to `max_image_side`: decoded and resized on
+        the GPU when it can (any failure there reruns the batch through Pillow), else with Pillow."""
+        images = [r.image for r in requests]
+        if self._decodes_on_gpu(images):
+            try:
+                decoded = [fit_tensor(t, self.max_image_side) for t in decode_images_on(images, self.device)]
+                return self._processed(requests, decoded)
+            except Exception as e:  # noqa: BLE001 -- any failure on the GPU path: Pillow decides
+                self._count_fallback(e)
+        return self._processed(requests, [fit_pil(image, self.max_image_side) for image in decode_images(images)])
 
     def _generation_kwargs(self, settings: GenerationSettings, seed: int) -> dict[str, Any]:
         sampling = settings.sampling
@@ -251,7 +263,7 @@ class HfVlmEngine(VlmEngine):
                 new_tokens = self._decode_static(inputs, encodings, settings, seed)
             else:
                 kwargs = dict(inputs)
-                if encodings is not None:
+                if encodings is not None and self.takes_encodings:
                     kwargs = {name: t for name, t in inputs.items() if not name.startswith(PIXEL_PREFIX)}
                     kwargs["mm_encoder_outputs"] = {"image": self.encoder_outputs(encodings)}
                 out = self.model.generate(**kwargs, **self._generation_kwargs(settings, seed))

@@ -90,10 +90,13 @@ def test_split_per_image_knows_lists_and_stacked_tensors():
     assert split_per_image(per_image, 3) is None
 
 
-def test_a_failed_gpu_decode_falls_back_to_pillow(recipe, monkeypatch):
+def test_the_gpu_image_path_and_its_fallback_to_pillow(recipe, monkeypatch):
     engine = load_engine(recipe.synthesize.vlm, "synthesize.vlm")
-    images = [r.image for r in requests(2)]
+    batch = requests(2)
+    processed = []
     monkeypatch.setattr(engine, "device", torch.device("cuda"))
+    monkeypatch.setattr(engine, "max_image_side", 40)
+    monkeypatch.setattr(engine, "_processed", lambda requests, images: processed.append(images) or images)
     monkeypatch.setattr(hf, "is_torchvision_backed", lambda processor: True)
     monkeypatch.setattr(hf, "torchvision_jpeg_decoder", lambda: object())
 
@@ -101,19 +104,42 @@ def test_a_failed_gpu_decode_falls_back_to_pillow(recipe, monkeypatch):
         return [torch.from_numpy(np.array(hf.decode_images([image])[0])).permute(2, 0, 1) for image in images]
 
     monkeypatch.setattr(hf, "decode_images_on", on_gpu)
-    monkeypatch.setattr(engine, "max_image_side", 40)
-    decoded = engine.decoded(images)
+    decoded = engine.model_inputs(batch)
     assert all(isinstance(t, torch.Tensor) and max(t.shape[1:]) == 40 for t in decoded)
 
     def broken(images, device):
         raise RuntimeError("nvjpeg failed")
 
     monkeypatch.setattr(hf, "decode_images_on", broken)
-    decoded = engine.decoded(images)
+    decoded = engine.model_inputs(batch)
     assert [image.size for image in decoded] == [(40, 30)] * 2 and engine.gpu_decode_fallbacks == 1
+
+    def processor_refuses_tensors(requests, images):
+        if isinstance(images[0], torch.Tensor):
+            raise ValueError("unsupported input")
+        return images
+
+    monkeypatch.setattr(hf, "decode_images_on", on_gpu)
+    monkeypatch.setattr(engine, "_processed", processor_refuses_tensors)
+    assert [image.size for image in engine.model_inputs(batch)] == [(40, 30)] * 2
+    assert engine.gpu_decode_fallbacks == 2
 
 
 def test_a_model_that_does_not_load_names_the_role_field(recipe):
     broken = recipe.verify.model_copy(update={"model": "/nonexistent/vlm"})
     with pytest.raises(Exception, match=r"verify: cannot load vision-language model '/nonexistent/vlm'"):
         shared_engine(broken, "verify")
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_a_transformers_without_precomputed_encodings_in_forward_still_decodes(recipe, monkeypatch, static):
+    """Before transformers 5.2x `generate` takes no `mm_encoder_outputs`: the generate path then
+    encodes pixels itself (no cache); the static loop builds its own embeddings and keeps caching."""
+    config = recipe.synthesize.vlm.model_copy(update={"hf": recipe.synthesize.vlm.hf.model_copy(
+        update={"static_decode": static})})
+    settings = GenerationSettings(12, config.sampling)
+    reference = load_engine(config, "synthesize.vlm").run(requests(3), settings)
+    monkeypatch.setattr(hf, "takes_precomputed_encodings", lambda model: False)
+    engine = load_engine(config, "synthesize.vlm")
+    assert (engine.encodings is not None) == static
+    assert [g.text for g in engine.run(requests(3), settings)] == [g.text for g in reference]
