@@ -40,6 +40,7 @@ class Preset(NamedTuple):
 _TINY_SIZE = "< 1 MB, built locally"
 _RANDOM = "random weights (Apache-2.0 code)"
 
+
 def _tiny_vlm(**fields) -> dict:
     return {"model": TINY_SMOLVLM, "backend": "hf", "min_batch_size": 8, "max_batch_size": 8, **fields}
 

@@ -71,7 +71,7 @@ class Recipe(StrictModel):
                 raise RecipeError(f"recipe field `synthesize.prompts_dir`: {e}") from e
             content = {"recipe": self.model_dump(mode="json"), "prompts": prompts}
             vision = self._vision_prompt_fingerprints()
-            if vision:  # recipes without a VLM role keep the hash they had
+            if vision:  # a VLM prompt file counts only in recipes whose role reads it
                 content["vision_prompts"] = vision
             canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
             self._hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -28,7 +28,7 @@ from llavaforge.report.collect import NO_TASK, TOKEN_METHOD, GalleryImage, RunDa
 from llavaforge.report.thumbnails import thumbnails
 
 # Pipeline order for the per-stage table; stages it does not know follow in their own order.
-STAGE_ORDER = ("read", "decode", "dedup", "published", "annotate", "synthesize", "check",
+STAGE_ORDER = ("read", "decode", "dedup", "published", "annotate", "synthesize", "check", "verify",
                "question_dedup", "write")
 ACCOUNTING = (("inputs", "inputs"), ("images_written", "images written"),
               ("images_rejected", "images rejected"), ("duplicates", "duplicates"),

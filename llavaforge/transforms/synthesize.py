@@ -5,9 +5,11 @@ one chat request per task from the prompt library, generate them all with RunInf
 the configured backend, parse each output into turns, and put the conversations back on
 the record. A task in `vlm` mode (`synthesize.task_modes`) is written by the vision-language
 model `synthesize.vlm` from its prompt file's `vision` block with the image in the request
-(`models/vlm/`); its output goes through the same parser and checks. Every task that fails becomes a reject with its task set (`unparseable`,
-`copied_example`, `llm_error`); an image left with no conversation also gets one image-level reject
-(`no_conversation`, or `no_context` when there was nothing to describe) and is not passed on.
+(`models/vlm/`); its output goes through the same parser and checks. Every task that fails
+becomes a reject with its task set (`unparseable`, `copied_example`, `llm_error`, `no_context`
+for an llm-mode task of an image that has only vlm-mode tasks to write); an image left with no
+conversation also gets one image-level reject (`no_conversation`, or `no_context` when there
+was nothing to describe) and is not passed on.
 """
 
 from __future__ import annotations
