@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from llavaforge.config.base import StrictModel
 from llavaforge.config.generation import OpenAiBackendConfig, SamplingConfig
-from llavaforge.config.models import ModelConfig
+from llavaforge.config.models import Device, ModelConfig
 
 VlmBackend = Literal["hf", "vllm", "openai"]
 
@@ -30,8 +30,8 @@ class VlmHfConfig(StrictModel):
     image_cache_mb: int = Field(
         default=1024, ge=0,
         description="Image encodings (the vision tower's output) kept per loaded model, in MB: the roles one "
-                    "model serves, and the tasks of one image, encode it once. 0 = off. Used with models whose "
-                    "forward takes precomputed encodings (transformers' `mm_encoder_outputs`).")
+                    "model serves, and the tasks of one image, encode it once. 0 = off. Reused by the static loop, "
+                    "or by `generate` where the model's forward takes precomputed encodings (`mm_encoder_outputs`).")
     static_decode: Optional[bool] = Field(
         default=None,
         description="Decode with llavaforge's own loop over a preallocated KV cache, prefilled from the prompt "
@@ -67,9 +67,20 @@ class VlmVllmConfig(StrictModel):
 
 
 class VlmConfig(ModelConfig):
-    """The model, where it runs, and how it generates. `device` and `dtype` apply to the hf
-    backend (vLLM always runs on the GPU; an endpoint decides for itself)."""
+    """The model, where it runs, and how it generates. `device` applies to the hf backend, `dtype`
+    to hf and vllm."""
 
+    model: Optional[str] = Field(
+        default=None,
+        description="Model id on the Hugging Face Hub, a local path or `llavaforge-tiny/smolvlm` (hf: loaded with "
+                    "AutoModelForImageTextToText / AutoProcessor.from_pretrained, safetensors only); for openai the "
+                    "served model name.")
+    name: Optional[str] = Field(
+        default=None, description="Model name recorded with each dense caption (default: `model`).")
+    device: Device = Field(
+        default="cpu",
+        description="Where the hf backend runs the model: cpu or cuda (vllm always uses the GPU; an endpoint decides "
+                    "for itself).")
     kind: Literal["vlm"] = Field(
         default="vlm", description="Model family: vlm (any image-text-to-text chat model with a chat template).")
     backend: VlmBackend = Field(
