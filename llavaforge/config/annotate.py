@@ -12,7 +12,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from llavaforge.config.base import StrictModel
-from llavaforge.config.models import Device, DType, ModelConfig  # noqa: F401 -- the roles' shared base, imported from here
+from llavaforge.config.models import ModelConfig
 from llavaforge.config.vlm import DenseCaptionerConfig
 
 ROLES = ("captioner", "detector", "tagger", "ocr", "dense_captioner")

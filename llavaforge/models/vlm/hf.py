@@ -190,7 +190,7 @@ class HfVlmEngine(VlmEngine):
             return None
         computed, self._stacked = split
         for key, value in zip(keys, computed):
-            self.encodings.put(key, value)
+            self.encodings.put(key, value.clone())  # its own storage: a view would keep the whole batch's alive
         return computed
 
     def encoder_outputs(self, encodings: list[torch.Tensor]) -> Any:
