@@ -13,6 +13,9 @@ run cut short still leaves what it measured):
   pipeline    `llavaforge run` end to end on synthetic JPEG shards with the full-size vision
               models on the GPU, records/s and GPU busy fraction (needs apache-beam on the
               machine; skipped with the reason otherwise)
+  vlm         bench/gpu_vlm.py (Qwen2-VL-2B and 7B shapes: dense captioning and verification
+              images/s, llavaforge's VLM backend vs plain batched generate); not in the default
+              sections (it is its own ~7-minute call: `--sections vlm`)
 
     python bench/gpu.py                       # one H100, target < 8 minutes
     python bench/gpu.py --smoke               # any CPU, tiny shapes: checks every section runs
@@ -258,6 +261,8 @@ def main() -> None:
                         help="seconds per LLM shape before its remaining measures are skipped")
     parser.add_argument("--captioner-time-limit-s", type=int, default=95,
                         help="seconds after which no further captioner variant starts")
+    parser.add_argument("--vlm-time-limit-s", type=int, default=420,
+                        help="seconds after which no further VLM measure starts")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     if device == "cpu" and not args.smoke:
@@ -293,6 +298,9 @@ def main() -> None:
     section("vision", lambda: vision(device, args.smoke, folder))
     section("pipeline", lambda: pipeline(device, args.smoke, folder / "pipeline",
                                          {"detector": folder / "detr", "tagger": folder / "clip"}, 110))
+    vlm_limit = args.vlm_time_limit_s
+    section("vlm", lambda: script("gpu_vlm.py", args.smoke, folder / "vlm.json", vlm_limit + 60,
+                                  "--time-limit-s", str(vlm_limit)))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     out.write_text(json.dumps(results, indent=2))
     print(f"total {results['total_seconds']} s; wrote {out}")

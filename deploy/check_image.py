@@ -3,7 +3,7 @@ tests/runners/test_deploy.py runs it on the test machine.
 
 - every module of the llavaforge package imports;
 - every model role loads through its Beam ModelHandler and annotates (or writes for) one
-  image on CPU: the `tiny` preset's captioner, detector, tagger and LLM (built from configs,
+  image on CPU: the `tiny` preset's captioner, detector, tagger, dense captioner (a VLM) and LLM (built from configs,
   no network) and the `offline` preset's tagger and OCR (the roles `tiny` lacks);
 - the `offline` LLM's GGUF is in the model cache (fetched there on first use);
 - `--vllm`: the `hub` preset's LLM backend, vLLM, imports and takes llavaforge's sampling
@@ -35,7 +35,8 @@ from llavaforge.schemas.record import ImageInfo, ImageRecord, Source
 from llavaforge.transforms.annotate import make_handler
 
 # The preset each vision role is checked with: tiny where it has the role, else offline.
-VISION_ROLE_PRESETS = {"captioner": "tiny", "detector": "tiny", "tagger": "tiny", "ocr": "offline"}
+VISION_ROLE_PRESETS = {"captioner": "tiny", "detector": "tiny", "tagger": "tiny", "ocr": "offline",
+                      "dense_captioner": "tiny"}
 EXTRA_VISION_CHECKS = [("tagger", "offline")]  # a second real architecture for the same role
 GGUF_MAGIC = b"GGUF"
 

@@ -7,7 +7,7 @@ import pytest
 
 from llavaforge.cli import main
 from llavaforge.jobs.verify import verify
-from tests.conftest import image_bytes, published_dir, write_parquet, write_tar
+from tests.conftest import EXAMPLES, image_bytes, published_dir, write_parquet, write_tar
 
 
 @pytest.fixture
@@ -158,3 +158,38 @@ def test_demo_writes_the_report_and_prints_its_path(tmp_path, capsys):
     report = published_dir(out) / "report.html"
     assert f"report:     {report} (" in capsys.readouterr().out
     assert "<title>llavaforge report" in report.read_text()
+
+
+VLM_ROLES_ON = ["--preset", "tiny", "--set", "annotate.dense_captioner.enabled=true", "--set", "verify.enabled=true",
+                "--set", "synthesize.tasks=[detail, conversation]", "--set", "synthesize.task_mix=all",
+                "--set", "synthesize.task_modes={detail: vlm}"]
+
+
+@pytest.mark.slow
+def test_tiny_run_with_a_random_vlm_in_all_three_roles_rejects_its_noise_and_balances(tmp_path):
+    """Dense captioner, vlm-mode synthesis and verifier on the tiny preset's random SmolVLM: the
+    verifier's random text has no verdict, so what reaches it is rejected; flagged instead, the
+    samples are written with the flag and the dense caption."""
+    shard = str(EXAMPLES / "sample-000.tar")
+    out = tmp_path / "out"
+    assert main(["-q", "run", "--input", shard, "--output", str(out), *VLM_ROLES_ON]) == 0
+    stats = json.loads((published_dir(out) / "stats.json").read_text())
+    assert stats["balanced"] is True and stats["inputs"] == 8
+    assert stats["rejects"]["verify"]["vlm_no_verdict"] >= 1
+    assert stats["rejects"]["synthesize"]["unparseable"] >= 1  # the blind LLM's noise
+    assert stats["images_written"] + stats["images_rejected"] + stats["duplicates"] == stats["inputs"]
+    assert verify(str(out)).ok
+    models = json.loads((published_dir(out) / "metrics.json").read_text())
+    assert models["vlm_dense_captioner"]["image_encodings_computed"] == 6  # one encoding per decoded image...
+    assert models["vlm_verifier"]["image_encodings_reused"] >= 1  # ...that the later roles reuse
+
+    flagged = tmp_path / "flagged"
+    assert main(["-q", "run", "--input", shard, "--output", str(flagged), *VLM_ROLES_ON,
+                 "--set", "verify.no_verdict=flag", "--set", "check.enabled=false"]) == 0
+    stats = json.loads((published_dir(flagged) / "stats.json").read_text())
+    assert stats["balanced"] is True and "verify" not in stats["rejects"] and stats["images_written"] >= 1
+    rows = [row for path in sorted((published_dir(flagged) / "samples").glob("*.parquet"))
+            for row in pq.read_table(path).to_pylist()]
+    assert rows and all(row["task"] == "detail" and "vlm_no_verdict" in row["flags"] for row in rows)
+    assert all(any(c["model"] == "llavaforge-tiny/smolvlm" for c in row["captions"]) for row in rows)
+    assert verify(str(flagged)).ok

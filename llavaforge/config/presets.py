@@ -19,6 +19,10 @@ TINY_PREFIX = "llavaforge-tiny/"
 TINY_QWEN2 = "tiny/qwen2"
 OFFLINE_SMOLLM2 = "offline/smollm2-135m-instruct"
 LLM_ROLE = "llm"  # the `synthesize` section's model, listed beside the vision roles
+VLM_ROLE = "vlm"  # `synthesize.vlm`: the model of tasks in vlm mode
+VERIFIER_ROLE = "verifier"  # the `verify` section's model
+VLM_ROLES = ("dense_captioner", VLM_ROLE, VERIFIER_ROLE)  # the roles a vision-language model fills
+TINY_SMOLVLM = TINY_PREFIX + "smolvlm"
 ALL_TASKS = ["conversation", "detail", "reasoning"]
 
 
@@ -36,13 +40,28 @@ class Preset(NamedTuple):
 _TINY_SIZE = "< 1 MB, built locally"
 _RANDOM = "random weights (Apache-2.0 code)"
 
+
+def _tiny_vlm(**fields) -> dict:
+    return {"model": TINY_SMOLVLM, "backend": "hf", "min_batch_size": 8, "max_batch_size": 8, **fields}
+
+
+HUB_VLM = "HuggingFaceTB/SmolVLM-Instruct"
+_HUB_VLM_SIZE = "4.5 GB (bf16)"
+
+
+def _hub_vlm(**fields) -> dict:
+    return {"model": HUB_VLM, "backend": "hf", "device": "cuda", "min_batch_size": 64, "max_batch_size": 64,
+            **fields}
+
+
 # Presets start batches full (min = max batch size): Beam's adaptive batching would otherwise
 # begin at one image per batch and grow slowly, which starves a GPU. A bundle's last batch
 # may still be smaller.
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "random-initialised small models of the hub architectures, built from configs into the "
-        "cache and loaded through from_pretrained; for tests and benchmarks (output is noise)",
+        "cache and loaded through from_pretrained; for tests and benchmarks (output is noise); the VLM roles "
+        "(a random SmolVLM-shaped model) are off until a recipe turns them on",
         {
             "captioner": PresetModel({"model": TINY_PREFIX + "blip", "kind": "blip", "max_new_tokens": 8,
                                       "min_batch_size": 16}, _TINY_SIZE, _RANDOM),
@@ -54,6 +73,11 @@ PRESETS: dict[str, Preset] = {
             LLM_ROLE: PresetModel({"tasks": ALL_TASKS, "task_mix": "weighted", "backend": "hf", "model": TINY_QWEN2,
                                    "max_new_tokens": 24, "few_shot_examples": 1, "context_max_tokens": 256,
                                    "min_batch_size": 8, "max_batch_size": 8}, _TINY_SIZE, _RANDOM),
+            # A random SmolVLM-shaped (Idefics3) model for the three VLM roles, all off until a recipe
+            # turns them on (`annotate.dense_captioner.enabled`, `synthesize.task_modes`, `verify.enabled`).
+            "dense_captioner": PresetModel(_tiny_vlm(enabled=False, max_new_tokens=16), _TINY_SIZE, _RANDOM),
+            VLM_ROLE: PresetModel(_tiny_vlm(max_new_tokens=24), _TINY_SIZE, _RANDOM),
+            VERIFIER_ROLE: PresetModel(_tiny_vlm(enabled=False, max_new_tokens=24), _TINY_SIZE, _RANDOM),
         },
     ),
     "offline": Preset(
@@ -75,7 +99,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "hub": Preset(
         "quality defaults downloaded from the Hugging Face Hub at run time, on a GPU (bf16); the LLM "
-        "on vLLM (`pip install 'llavaforge[vllm]'`)",
+        "on vLLM (`pip install 'llavaforge[vllm]'`); a VLM option (SmolVLM-Instruct on the GPU) for the dense "
+        "captioner, vlm-mode tasks and the verifier, off until a recipe turns them on",
         {
             "captioner": PresetModel({"model": "Salesforce/blip-image-captioning-large", "kind": "blip",
                                       "device": "cuda", "min_batch_size": 128, "max_batch_size": 128,
@@ -91,6 +116,12 @@ PRESETS: dict[str, Preset] = {
                                    "model": "Qwen/Qwen2.5-7B-Instruct", "max_new_tokens": 1024,
                                    "context_max_tokens": 1536, "min_batch_size": 256, "max_batch_size": 256,
                                    "sampling": {"temperature": 0.7, "top_p": 0.9}}, "15 GB (bf16)", "Apache-2.0"),
+            # The VLM option: SmolVLM-Instruct (Idefics3) on the hf backend beside the LLM's vLLM engine, one
+            # loaded copy serving the three roles; each role is off until a recipe turns it on.
+            "dense_captioner": PresetModel(_hub_vlm(enabled=False, max_new_tokens=256), _HUB_VLM_SIZE, "Apache-2.0"),
+            VLM_ROLE: PresetModel(_hub_vlm(max_new_tokens=1024, sampling={"temperature": 0.7, "top_p": 0.9}),
+                                  _HUB_VLM_SIZE, "Apache-2.0"),
+            VERIFIER_ROLE: PresetModel(_hub_vlm(enabled=False, max_new_tokens=192), _HUB_VLM_SIZE, "Apache-2.0"),
         },
     ),
 }
@@ -149,6 +180,11 @@ def merge_preset(data: dict[str, Any]) -> dict[str, Any]:
     merged = {**data, "annotate": annotate}
     if LLM_ROLE in preset.roles:
         merged["synthesize"] = _merge_role(preset.roles[LLM_ROLE].config, data.get("synthesize"))
+    synthesize = _explicit(merged.get("synthesize"))
+    if VLM_ROLE in preset.roles and isinstance(synthesize, dict):
+        merged["synthesize"] = {**synthesize, "vlm": _merge_role(preset.roles[VLM_ROLE].config, synthesize.get("vlm"))}
+    if VERIFIER_ROLE in preset.roles:
+        merged["verify"] = _merge_role(preset.roles[VERIFIER_ROLE].config, data.get("verify"))
     return merged
 
 
@@ -157,16 +193,18 @@ def describe_presets() -> str:
     lines = []
     for name, preset in PRESETS.items():
         lines.append(f"{name}: {preset.description}")
-        for role in (*ROLES, LLM_ROLE):
+        for role in (*ROLES, LLM_ROLE, VLM_ROLE, VERIFIER_ROLE):
             entry = preset.roles.get(role)
             if entry is None:
-                lines.append(f"  {role:<10} (none)")
+                lines.append(f"  {role:<15} (none)")
                 continue
             c = entry.config
-            kind = c.get("kind") or f"{c['backend']} backend"
+            kind = f"vlm ({c['backend']})" if role in VLM_ROLES else c.get("kind") or f"{c['backend']} backend"
             device = c.get("device") or ({"hf": "auto", "vllm": "cuda"}.get(c["backend"], "remote")
                                          if role == LLM_ROLE else "cpu")
-            lines.append(f"  {role:<10} {c['model']:<42} {kind:<18} {device:<5} {entry.size:<36} {entry.license}")
+            if c.get("enabled") is False:
+                device += ", off"
+            lines.append(f"  {role:<15} {c['model']:<42} {kind:<18} {device:<5} {entry.size:<36} {entry.license}")
         lines.append("")
     lines.append("no preset: no vision role, and synthesis off unless `synthesize.tasks` and `synthesize.model` are set")
     return "\n".join(lines)

@@ -31,3 +31,17 @@ def files_fingerprint(files: dict[Path, bytes]) -> str:
     for path, data in files.items():
         whole.update(path.name.encode() + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\0")
     return whole.hexdigest()[:16]
+
+
+PACKAGED_VISION_PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "vision"
+
+
+def vision_prompt_path(kind: str, override: Optional[str]) -> Path:
+    """The prompt file of a vision-language model role (`dense_caption`, `verify`): the recipe's
+    own file, else the packaged one."""
+    return Path(override) if override else PACKAGED_VISION_PROMPTS / f"{kind}.yaml"
+
+
+def file_fingerprint(path: Path) -> str:
+    """A hash of one prompt file's content (raises OSError when it cannot be read)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -21,9 +21,10 @@ from llavaforge.config.annotate import AnnotateConfig
 from llavaforge.config.base import StrictModel
 from llavaforge.config.check import CheckConfig
 from llavaforge.config.presets import PRESET_NAMES, merge_preset
-from llavaforge.config.prompts import files_fingerprint, prompt_files
+from llavaforge.config.prompts import file_fingerprint, files_fingerprint, prompt_files, vision_prompt_path
 from llavaforge.config.sections import DecodeConfig, DedupConfig, ReadConfig, WriteConfig
 from llavaforge.config.synthesize import SynthesizeConfig
+from llavaforge.config.verify import VerifyConfig
 from llavaforge.errors import UsageError
 
 
@@ -41,6 +42,8 @@ class Recipe(StrictModel):
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
     check: CheckConfig = Field(default_factory=CheckConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig,
+                                 description="A vision-language model judging each generated answer against the image.")
     write: WriteConfig = Field(default_factory=WriteConfig)
 
     _hash: Optional[str] = PrivateAttr(default=None)
@@ -67,9 +70,31 @@ class Recipe(StrictModel):
             except OSError as e:
                 raise RecipeError(f"recipe field `synthesize.prompts_dir`: {e}") from e
             content = {"recipe": self.model_dump(mode="json"), "prompts": prompts}
+            vision = self._vision_prompt_fingerprints()
+            if vision:  # a VLM prompt file counts only in recipes whose role reads it
+                content["vision_prompts"] = vision
             canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
             self._hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
         return self._hash
+
+    def vision_prompt_files(self) -> dict[str, tuple[str, Any]]:
+        """The prompt file of each VLM role that runs: kind -> (recipe field, path)."""
+        files = {}
+        if self.annotate.dense_captioner is not None and self.annotate.dense_captioner.enabled:
+            files["dense_caption"] = ("annotate.dense_captioner.prompt_file",
+                                      vision_prompt_path("dense_caption", self.annotate.dense_captioner.prompt_file))
+        if self.verify.enabled and self.synthesize.enabled:
+            files["verify"] = ("verify.prompt_file", vision_prompt_path("verify", self.verify.prompt_file))
+        return files
+
+    def _vision_prompt_fingerprints(self) -> dict[str, str]:
+        fingerprints = {}
+        for kind, (field, path) in self.vision_prompt_files().items():
+            try:
+                fingerprints[kind] = file_fingerprint(path)
+            except OSError as e:
+                raise RecipeError(f"recipe field `{field}`: cannot read prompt file {path}: {e}") from e
+        return fingerprints
 
 
 def _format_validation_error(err: ValidationError) -> str:

@@ -11,20 +11,11 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from llavaforge.config.base import BatchBounds, StrictModel
+# re-exported: the LLM backends import them from here
+from llavaforge.config.generation import OpenAiBackendConfig, SamplingConfig  # noqa: F401
+from llavaforge.config.vlm import VlmConfig
 
 DEFAULT_TASK_WEIGHTS = {"conversation": 58.0, "detail": 23.0, "reasoning": 77.0}
-
-
-class SamplingConfig(StrictModel):
-    temperature: float = Field(
-        default=0.0, ge=0.0,
-        description="0 decodes greedily (deterministic); above 0 samples, seeded per conversation "
-                    "from the recipe seed, the image key and the task.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (when sampling).")
-    repetition_penalty: float = Field(
-        default=1.0, ge=1.0,
-        description="Penalty on repeated tokens (hf and vllm backends; 1.0 = off). Helps small "
-                    "models that loop.")
 
 
 class HfBackendConfig(StrictModel):
@@ -76,35 +67,6 @@ class VllmBackendConfig(StrictModel):
     trust_remote_code: bool = Field(default=False, description="Allow model code from the repo.")
 
 
-class OpenAiBackendConfig(StrictModel):
-    base_url: str = Field(
-        default="http://127.0.0.1:8000/v1",
-        description="OpenAI-compatible API root; `/chat/completions` is appended.")
-    api_key_env: Optional[str] = Field(
-        default="OPENAI_API_KEY",
-        description="NAME of the environment variable holding the API key (the key itself never "
-                    "goes into a recipe, log or output); None sends no key.")
-    max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once per worker.")
-    timeout_s: float = Field(default=120.0, gt=0.0, description="Per-request timeout in seconds.")
-    max_retries: int = Field(
-        default=5, ge=0, description="Retries of one request on 429, 5xx, timeouts and malformed replies.")
-    backoff_base_s: float = Field(
-        default=1.0, ge=0.0, description="First retry delay; doubles each retry, with jitter.")
-    backoff_max_s: float = Field(
-        default=60.0, ge=0.0, description="Longest delay between retries (also caps Retry-After).")
-    request_budget: Optional[int] = Field(
-        default=None, ge=0,
-        description="Most HTTP requests (retries included) one worker process sends in a run; "
-                    "requests past it become rejects. None = unlimited.")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _is_a_name(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and (not v or not v.replace("_", "").isalnum()):
-            raise ValueError("must be the NAME of an environment variable (letters, digits, _)")
-        return v
-
-
 class SynthesizeConfig(BatchBounds):
     """Synthesis is off unless the recipe or a preset turns it on."""
 
@@ -146,6 +108,14 @@ class SynthesizeConfig(BatchBounds):
     hf: HfBackendConfig = Field(default_factory=HfBackendConfig)
     vllm: VllmBackendConfig = Field(default_factory=VllmBackendConfig)
     openai: OpenAiBackendConfig = Field(default_factory=OpenAiBackendConfig)
+    task_modes: dict[str, Literal["llm", "vlm"]] = Field(
+        default_factory=dict,
+        description="Per task type: llm = the LLM writes from the image's annotations without seeing it (LLaVA's "
+                    "method, the default); vlm = the vision-language model `vlm` writes with the image in its "
+                    "prompt (the task's prompt file needs a `vision` block).")
+    vlm: Optional[VlmConfig] = Field(
+        default=None,
+        description="The vision-language model of tasks in vlm mode; `vlm.enabled: false` sends them back to the LLM.")
 
     @field_validator("tasks")
     @classmethod
@@ -166,8 +136,11 @@ class SynthesizeConfig(BatchBounds):
 
     @model_validator(mode="after")
     def _model_when_on(self) -> "SynthesizeConfig":
-        if self.tasks and not self.model:
+        if self.llm_tasks and not self.model:
             raise ValueError("synthesize.model is required when synthesize.tasks is set without a preset")
+        seeing = [t for t in self.tasks if self.task_modes.get(t) == "vlm"]
+        if seeing and (self.vlm is None or (self.vlm.enabled and not self.vlm.model)):
+            raise ValueError(f"synthesize.vlm.model is required: task_modes puts {', '.join(seeing)} in vlm mode")
         return self
 
     @property
@@ -175,7 +148,19 @@ class SynthesizeConfig(BatchBounds):
         return bool(self.tasks)
 
     @property
+    def vision_tasks(self) -> list[str]:
+        """Tasks the VLM writes, seeing the image (vlm mode, with the VLM enabled)."""
+        on = self.vlm is not None and self.vlm.enabled
+        return [t for t in self.tasks if on and self.task_modes.get(t) == "vlm"]
+
+    @property
+    def llm_tasks(self) -> list[str]:
+        return [t for t in self.tasks if t not in self.vision_tasks]
+
+    @property
     def on_gpu(self) -> bool:
-        """Whether the LLM is loaded on a GPU by this process (vLLM, or hf on cuda); an
-        OpenAI-compatible endpoint, or hf on `auto`/`cpu`, needs no GPU worker."""
-        return self.backend == "vllm" or (self.backend == "hf" and self.hf.device == "cuda")
+        """Whether this process loads a model of the stage on a GPU (the LLM on vLLM or on hf with
+        cuda, or the VLM of vlm-mode tasks); an OpenAI-compatible endpoint, or hf on
+        `auto`/`cpu`, needs no GPU worker."""
+        llm = self.backend == "vllm" or (self.backend == "hf" and self.hf.device == "cuda")
+        return (bool(self.llm_tasks) and llm) or (bool(self.vision_tasks) and self.vlm.on_gpu)

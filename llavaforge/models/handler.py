@@ -31,7 +31,7 @@ from PIL import Image
 
 from llavaforge.config.annotate import ModelConfig
 from llavaforge.models.loading import LoadedModel, load_shared
-from llavaforge.schemas.record import ImageRecord
+from llavaforge.schemas.record import ImageInfo, ImageRecord
 
 Annotation = Any  # Caption | DetectedObject | Tag | OcrText
 DecodedImage = Union[Image.Image, torch.Tensor]  # PIL RGB image, or CHW uint8 RGB tensor on the model's device
@@ -51,14 +51,22 @@ def _decode_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="llavaforge-decode")
 
 
+def decode_images(images: Sequence[ImageInfo]) -> list[Image.Image]:
+    if len(images) == 1:
+        return [decode_rgb(images[0].data)]
+    return list(_decode_pool().map(decode_rgb, [image.data for image in images]))
+
+
 def decode_batch(records: Sequence[ImageRecord]) -> list[Image.Image]:
-    if len(records) == 1:
-        return [decode_rgb(records[0].image.data)]
-    return list(_decode_pool().map(decode_rgb, [r.image.data for r in records]))
+    return decode_images([r.image for r in records])
+
+
+def is_jpeg_image(image: ImageInfo) -> bool:
+    return image.format.lower() in JPEG_FORMATS or image.data[:2] == JPEG_MAGIC
 
 
 def is_jpeg(record: ImageRecord) -> bool:
-    return record.image.format.lower() in JPEG_FORMATS or record.image.data[:2] == JPEG_MAGIC
+    return is_jpeg_image(record.image)
 
 
 @lru_cache(maxsize=1)
@@ -80,13 +88,18 @@ def torchvision_jpeg_decoder() -> Optional[Callable[[list[torch.Tensor], torch.d
     return decode
 
 
-def decode_batch_on(records: Sequence[ImageRecord], device: torch.device) -> list[torch.Tensor]:
-    """The JPEGs of `records` decoded on `device` in one batched call (nvjpeg on cuda)."""
+def decode_images_on(images: Sequence[ImageInfo], device: torch.device) -> list[torch.Tensor]:
+    """JPEGs decoded on `device` in one batched call (nvjpeg on cuda)."""
     decoder = torchvision_jpeg_decoder()
     if decoder is None:
         raise RuntimeError("torchvision is not available")
-    encoded = [torch.frombuffer(bytearray(r.image.data), dtype=torch.uint8) for r in records]
+    encoded = [torch.frombuffer(bytearray(image.data), dtype=torch.uint8) for image in images]
     return list(decoder(encoded, device))
+
+
+def decode_batch_on(records: Sequence[ImageRecord], device: torch.device) -> list[torch.Tensor]:
+    """The JPEGs of `records` decoded on `device` in one batched call (nvjpeg on cuda)."""
+    return decode_images_on([r.image for r in records], device)
 
 
 def is_torchvision_backed(processor: Any) -> bool:

@@ -165,6 +165,50 @@ def _build_classifier(folder: Path) -> None:
     tf.ViTImageProcessor(size=_image_processor_size()).save_pretrained(folder)
 
 
+# SmolVLM's layout (Idefics3): the image as `<image>` in the chat, expanded by the processor.
+IDEFICS3_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+CONTENT_PARTS_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+VLM_IMAGE_SIZE = 56  # 16 patches of 14 px, merged 2x2: 4 image tokens per image
+
+
+def _build_smolvlm(folder: Path) -> None:
+    """A random SmolVLM-shaped (Idefics3: SigLIP-style encoder, pixel shuffle, Llama decoder)
+    chat model with the tiny LLM's tokenizer; special tokens get zero output weights, so it
+    writes words until `max_new_tokens` instead of stopping at once."""
+    from llavaforge.models.llm.local_models import END_OF_TEXT, IM_END, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": IDEFICS3_TOKENS})
+    tokenizer.chat_template = CONTENT_PARTS_CHAT_TEMPLATE
+    text = dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                initializer_range=0.5, tie_word_embeddings=True, bos_token_id=None,
+                eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
+                pad_token_id=tokenizer.convert_tokens_to_ids(END_OF_TEXT))
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  image_size=VLM_IMAGE_SIZE, patch_size=14)
+    config = tf.Idefics3Config(text_config=text, vision_config=vision, scale_factor=2, tie_word_embeddings=True,
+                               image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+    model = tf.Idefics3ForConditionalGeneration(config)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[tokenizer.all_special_ids] = 0
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.save_pretrained(folder)
+    # Pillow backend whatever is installed: tiny models are for CPU runs
+    image_processor_class = getattr(tf, "Idefics3ImageProcessorPil", None) or tf.Idefics3ImageProcessor
+    image_processor = image_processor_class(size={"longest_edge": VLM_IMAGE_SIZE}, do_image_splitting=False,
+                                                max_image_size={"longest_edge": VLM_IMAGE_SIZE})
+    tokens_per_image = (VLM_IMAGE_SIZE // 14) ** 2 // 4
+    tf.Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=tokens_per_image,
+                         chat_template=CONTENT_PARTS_CHAT_TEMPLATE).save_pretrained(folder)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip": _build_blip,
     "git": _build_git,
@@ -174,6 +218,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "owlv2": _build_owlv2,
     "clip": _build_clip,
     "vit-classifier": _build_classifier,
+    "smolvlm": _build_smolvlm,
 }
 
 _build_lock = threading.Lock()

@@ -11,6 +11,7 @@ from llavaforge import __version__
 from llavaforge.config.prompts import prompt_folder
 from llavaforge.config.recipe import Recipe, RecipeError
 from llavaforge.prompts.library import PromptError
+from llavaforge.prompts.vision import load_vision_prompt
 from llavaforge.runners.dataflow import gpu_stage_hints, with_gpu_hints
 from llavaforge.schemas.record import Provenance
 from llavaforge.transforms.annotate import Annotate
@@ -22,7 +23,18 @@ from llavaforge.transforms.question_dedup import QuestionDedup
 from llavaforge.transforms.read import ReadShards
 from llavaforge.transforms.review import HoldForReview
 from llavaforge.transforms.synthesize import Synthesize
+from llavaforge.transforms.verify import Verify
 from llavaforge.transforms.write import WriteOutputs
+
+
+def _annotate(recipe: Recipe, hints: dict[str, str]) -> beam.PTransform:
+    dense = recipe.annotate.dense_captioner
+    if dense is not None and dense.enabled:
+        try:
+            load_vision_prompt("dense_caption", dense.prompt_file)  # its handler loads it on the workers
+        except PromptError as e:
+            raise RecipeError(f"recipe field `annotate.dense_captioner.prompt_file`: {e}") from e
+    return Annotate(recipe.annotate, gpu_hints=hints)
 
 
 def _synthesize(recipe: Recipe, hints: dict[str, str]) -> beam.PTransform:
@@ -34,20 +46,30 @@ def _synthesize(recipe: Recipe, hints: dict[str, str]) -> beam.PTransform:
     return with_gpu_hints(stage, hints) if recipe.synthesize.on_gpu else stage
 
 
+def _verify(recipe: Recipe, hints: dict[str, str]) -> beam.PTransform:
+    try:
+        stage = Verify(recipe.verify)
+    except PromptError as e:
+        raise RecipeError(f"recipe field `verify.prompt_file`: {e}") from e
+    return with_gpu_hints(stage, hints) if recipe.verify.on_gpu else stage
+
+
 def enabled_stages(recipe: Recipe, hints: Optional[dict[str, str]] = None) -> list[tuple[str, beam.PTransform]]:
     """The stages between exact dedup and write that the recipe turns on, in flow order.
     Each takes records and returns `(records, rejects)`. `Annotate` always runs (it turns text
-    that came with an image into captions); checks and question dedup look at generated
-    conversations, so they run only when synthesis does."""
+    that came with an image into captions); checks, the VLM verifier and question dedup look at
+    generated conversations, so they run only when synthesis does."""
     hints = hints or {}
     stages: list[tuple[str, beam.PTransform]] = []
     if recipe.dedup.near.enabled:
         stages.append(("NearDedup", NearDedup(recipe.dedup.near.max_distance)))
-    stages.append(("Annotate", Annotate(recipe.annotate, gpu_hints=hints)))
+    stages.append(("Annotate", _annotate(recipe, hints)))
     if recipe.synthesize.enabled:
         stages.append(("Synthesize", _synthesize(recipe, hints)))
         if checks_enabled(recipe.check):
             stages.append(("Check", Check(recipe.check, recipe.synthesize.prompts_dir)))
+        if recipe.verify.enabled:
+            stages.append(("Verify", _verify(recipe, hints)))
         if recipe.check.questions.enabled:
             stages.append(("QuestionDedup", QuestionDedup(recipe.check.questions, recipe.seed)))
         if recipe.write.flagged == "review":

@@ -32,6 +32,13 @@ class FewShotExample(StrictModel):
     output: str = Field(description="What the LLM should answer for that description.")
 
 
+class VisionTaskPrompt(StrictModel):
+    system: str = Field(description="The system message when a vision-language model writes the task seeing the image.")
+    query: str = Field(
+        description="The text after the image in the user message; an optional `{context}` is replaced by the "
+                    "image's annotations (as the LLM gets them).")
+
+
 class PromptFile(StrictModel):
     task: str = Field(description="Task type name; must match the file name (without .yaml).")
     version: int = Field(ge=1, description="Bumped by hand on meaningful edits (a content hash is added anyway).")
@@ -43,6 +50,10 @@ class PromptFile(StrictModel):
     examples: list[FewShotExample] = Field(default_factory=list, description="Few-shot examples, in order.")
     instructions: list[str] = Field(
         default_factory=list, description="Human-turn phrasings for `answer` tasks (one picked per image).")
+    vision: Optional[VisionTaskPrompt] = Field(
+        default=None,
+        description="The prompt of this task in vlm mode (synthesize.task_modes): the model sees the image, so "
+                    "it gets no few-shot examples; the output format and its parser are the same.")
 
     @model_validator(mode="after")
     def _coherent(self) -> "PromptFile":
@@ -94,6 +105,14 @@ class PromptTask:
 
     def messages(self, context: str, examples: Optional[int] = None) -> list[dict[str, str]]:
         return self.prefix_messages(examples) + [_message("user", self.user_message(context))]
+
+    def vision_messages(self, context: str) -> list[dict[str, str]]:
+        """System and user message of this task in vlm mode; the backend puts the image before
+        the user message's text."""
+        if self.spec.vision is None:
+            raise PromptError(f"task {self.name!r} has no `vision` prompt: it cannot run in vlm mode")
+        query = self.spec.vision.query.replace(CONTEXT_SLOT, context.strip()).strip()
+        return [_message("system", self.spec.vision.system.strip()), _message("user", query)]
 
     def copies_an_example(self, text: str) -> bool:
         """Whether `text` repeats the opening of a few-shot answer (small models do): an

@@ -13,6 +13,8 @@ _LATENCY = "inference_batch_latency_micro_secs"
 _BATCH = "inference_request_batch_size"
 _COUNT = "num_inferences"
 _LOAD = "load_model_latency_milli_secs"
+# counted by the VLM hf backend (models/vlm/hf.py) in its role's namespace
+_ENCODINGS = ("image_encodings_reused", "image_encodings_computed")
 
 
 def _value(result) -> Any:
@@ -65,7 +67,7 @@ def model_metrics(result: PipelineResult) -> dict[str, dict[str, float]]:
     for kind in ("counters", "distributions"):
         for metric in queried.get(kind, []):
             name = metric.key.metric.name
-            if name in (_LATENCY, _BATCH, _COUNT, _LOAD):
+            if name in (_LATENCY, _BATCH, _COUNT, _LOAD, *_ENCODINGS):
                 raw[metric.key.metric.namespace][name] = _value(metric)
     roles = {}
     for namespace, values in sorted(raw.items()):
@@ -81,6 +83,7 @@ def model_metrics(result: PipelineResult) -> dict[str, dict[str, float]]:
             "mean_batch_ms": round(latency.mean / 1e3, 1),
             "items_per_model_second": round(items / model_seconds, 2) if model_seconds else None,
             "load_model_ms": values[_LOAD].max if values.get(_LOAD) and values[_LOAD].count else None,
+            **{name: values[name] for name in _ENCODINGS if values.get(name)},
         }
     return roles
 
@@ -88,7 +91,9 @@ def model_metrics(result: PipelineResult) -> dict[str, dict[str, float]]:
 def format_model_metrics(roles: dict[str, dict[str, float]]) -> list[str]:
     lines = []
     for namespace, m in roles.items():
+        reused = (f", {m.get('image_encodings_reused', 0)} image encodings reused"
+                  if any(name in m for name in _ENCODINGS) else "")
         lines.append(f"  {namespace:<28} {m['items']:>7} items in {m['batches']} batches "
                      f"(mean {m['mean_batch_size']}), {m['mean_batch_ms']} ms/batch, "
-                     f"{m['items_per_model_second']} items/s of model time")
+                     f"{m['items_per_model_second']} items/s of model time{reused}")
     return lines

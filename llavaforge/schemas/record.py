@@ -186,8 +186,8 @@ DUPLICATE_REASONS = (DUPLICATE_REASON, NEAR_DUPLICATE_REASON)
 REVIEW_STAGE = "review"  # the stage of samples held back for review
 # Stage labels (StageFn stage or progress_label, writers) in flow order, for every per-stage table.
 FLOW_ORDER = ("read", "decode", "dedup", "published", "annotate_captioner", "annotate_detector", "annotate_tagger",
-              "annotate_ocr", "annotate", "synthesize", "llm", "synthesize_assemble", "check", "question_dedup",
-              "review", "write_image", "write_review", "write_reject")
+              "annotate_ocr", "annotate_dense_captioner", "annotate", "synthesize", "llm", "synthesize_assemble",
+              "check", "verify", "question_dedup", "review", "write_image", "write_review", "write_reject")
 
 
 def in_flow_order(labels) -> list[str]:

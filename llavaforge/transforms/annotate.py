@@ -1,6 +1,7 @@
 """Annotate: captions, objects, tags and OCR text for every record, one RunInference per role.
 
-Roles run in flow order (captioner, detector, tagger, OCR), each adding its annotations to
+Roles run in flow order (captioner, detector, tagger, OCR, dense captioner: a vision-language
+model, `models/vlm/`), each adding its annotations to
 the record with its model's name. A batch whose inference fails is retried image by image,
 so only the image that breaks the model becomes a reject (stage `annotate`, reason
 `<role>_failed`); the rest of the batch is annotated. A model that cannot be loaded fails
@@ -17,31 +18,34 @@ import dataclasses
 from typing import Iterator, Optional
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from llavaforge.models.captioner import CaptionerHandler
 from llavaforge.config.annotate import AnnotateConfig, ModelConfig
 from llavaforge.models.detector import DetectorHandler
-from llavaforge.models.handler import Annotation, VisionModelHandler
+from llavaforge.models.handler import Annotation
 from llavaforge.models.ocr import OcrHandler
 from llavaforge.models.tagger import TaggerHandler
+from llavaforge.models.vlm.roles import DenseCaptionerHandler
 from llavaforge.schemas.record import Caption, ImageRecord, Reject
 from llavaforge.transforms.base import StageFn, apply_stage_fn
 
 STAGE = "annotate"
 SOURCE_MODEL = "source"
 
-HANDLERS: dict[str, type[VisionModelHandler]] = {
+HANDLERS: dict[str, type[ModelHandler]] = {
     "captioner": CaptionerHandler,
     "detector": DetectorHandler,
     "tagger": TaggerHandler,
     "ocr": OcrHandler,
+    "dense_captioner": DenseCaptionerHandler,  # a vision-language model (models/vlm/)
 }
 # where each role's output goes in `Annotations`
-ANNOTATION_FIELDS = {"captioner": "captions", "detector": "objects", "tagger": "tags", "ocr": "ocr"}
+ANNOTATION_FIELDS = {"captioner": "captions", "detector": "objects", "tagger": "tags", "ocr": "ocr",
+                     "dense_captioner": "captions"}
 
 
-def make_handler(role: str, config: ModelConfig) -> VisionModelHandler:
+def make_handler(role: str, config: ModelConfig) -> ModelHandler:
     return HANDLERS[role](config)
 
 
@@ -89,7 +93,7 @@ class _RetryEachImageFn(StageFn):
 
     stage = STAGE
 
-    def __init__(self, role: str, handler: VisionModelHandler) -> None:
+    def __init__(self, role: str, handler: ModelHandler) -> None:
         self.progress_label = f"{STAGE}_{role}"
         super().__init__()
         self._role = role
@@ -149,7 +153,7 @@ class Annotate(beam.PTransform):
         rejects = []
         for role, config in self._config.active_roles():
             stage = AnnotateRole(role, config)
-            if config.device == "cuda" and self._gpu_hints:
+            if config.on_gpu and self._gpu_hints:
                 stage = stage.with_resource_hints(**self._gpu_hints)
             records, role_rejects = records | f"Annotate_{role}" >> stage
             rejects.append(role_rejects)

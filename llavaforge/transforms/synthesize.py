@@ -3,21 +3,26 @@
 Per image: pick the task types (task mix), render the image's description (context), build
 one chat request per task from the prompt library, generate them all with RunInference on
 the configured backend, parse each output into turns, and put the conversations back on
-the record. Every task that fails becomes a reject with its task set (`unparseable`,
-`copied_example`, `llm_error`); an image left with no conversation also gets one image-level reject
-(`no_conversation`, or `no_context` when there was nothing to describe) and is not passed on.
+the record. A task in `vlm` mode (`synthesize.task_modes`) is written by the vision-language
+model `synthesize.vlm` from its prompt file's `vision` block with the image in the request
+(`models/vlm/`); its output goes through the same parser and checks. Every task that fails
+becomes a reject with its task set (`unparseable`, `copied_example`, `llm_error`, `no_context`
+for an llm-mode task of an image that has only vlm-mode tasks to write); an image left with no
+conversation also gets one image-level reject (`no_conversation`, or `no_context` when there
+was nothing to describe) and is not passed on.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from llavaforge.models.llm.backends import make_llm_handler
-from llavaforge.models.llm.base import Generation, LlmHandler, LlmRequest
+from llavaforge.models.llm.base import Generation, LlmRequest
+from llavaforge.models.vlm.base import VlmHandler, VlmRequest
 from llavaforge.config.synthesize import SynthesizeConfig
 from llavaforge.prompts.context import render_context
 from llavaforge.prompts.library import PromptLibrary, PromptError, load_library
@@ -28,6 +33,9 @@ from llavaforge.transforms.base import REJECTS, StageFn, apply_stage_fn
 
 STAGE = "synthesize"
 REQUESTS = "requests"
+VISION_REQUESTS = "vision_requests"
+VLM_MODE = "vlm"
+LLM_MODE = "llm"
 
 
 class SynthesisTag(NamedTuple):
@@ -41,29 +49,43 @@ class SynthesisTag(NamedTuple):
     format: str
     instruction: Optional[str]
     seed: int
+    mode: str = LLM_MODE  # LLM_MODE: the LLM writes from the annotations; VLM_MODE: the VLM sees the image
 
     @property
     def source(self) -> Source:
         return Source(url=self.source_url, member=self.source_member)
 
 
+Request = Union[LlmRequest, VlmRequest]
+
+
+def chosen_tasks(record: ImageRecord, config: SynthesizeConfig, seed: int) -> list[str]:
+    return choose_tasks(seed, record.key, config.tasks, config.task_mix, config.task_weights, config.tasks_per_image)
+
+
 def plan_requests(record: ImageRecord, config: SynthesizeConfig, library: PromptLibrary,
-                  seed: int) -> list[LlmRequest]:
-    """The LLM requests of one image (none when it has nothing to describe)."""
+                  seed: int) -> list[Request]:
+    """The requests of one image: an LLM request per chosen task in llm mode when the image has
+    something to describe, a VLM request (with the image) per chosen task in vlm mode."""
     context = render_context(record, config.context_max_tokens)
-    if not context:
-        return []
-    requests = []
-    for name in choose_tasks(seed, record.key, config.tasks, config.task_mix, config.task_weights,
-                             config.tasks_per_image):
+    vision = set(config.vision_tasks)
+    requests: list[Request] = []
+    for name in chosen_tasks(record, config, seed):
+        if name not in vision and not context:
+            continue
         task = library.task(name)
         instructions = task.spec.instructions
         instruction = pick_instruction(seed, record.key, name, instructions) if instructions else None
         tag = SynthesisTag(record.key, record.source.url, record.source.member, name, task.prompt_version,
-                           task.spec.format, instruction, request_seed(seed, record.key, name))
-        messages = task.messages(context, config.few_shot_examples)
-        requests.append(LlmRequest(messages=tuple(messages), seed=tag.seed,
-                                   shared_prefix=len(messages) - 1, tag=tag))
+                           task.spec.format, instruction, request_seed(seed, record.key, name),
+                           VLM_MODE if name in vision else LLM_MODE)
+        if name in vision:
+            requests.append(VlmRequest(messages=tuple(task.vision_messages(context)), image=record.image,
+                                       seed=tag.seed, tag=tag))
+        else:
+            messages = task.messages(context, config.few_shot_examples)
+            requests.append(LlmRequest(messages=tuple(messages), seed=tag.seed,
+                                       shared_prefix=len(messages) - 1, tag=tag))
     return requests
 
 
@@ -83,8 +105,13 @@ class _PlanFn(StageFn):
             yield Reject.of(record.key, record.source, STAGE, reason, detail)
             return
         yield (record.key, record)
+        written = {request.tag.task for request in requests}
+        for name in chosen_tasks(record, self.config, self.seed):
+            if name not in written:  # an llm-mode task of an image with nothing to describe
+                yield Reject.of(record.key, record.source, STAGE, "no_context",
+                                "no annotations or source text to describe", task=name)
         for request in requests:
-            yield beam.pvalue.TaggedOutput(REQUESTS, request)
+            yield beam.pvalue.TaggedOutput(VISION_REQUESTS if isinstance(request, VlmRequest) else REQUESTS, request)
 
 
 def outcome(result: PredictionResult, config: SynthesizeConfig,
@@ -103,12 +130,13 @@ def outcome(result: PredictionResult, config: SynthesizeConfig,
     if library.task(tag.task).copies_an_example(answers):
         detail = f"repeats a few-shot example; output: {generation.text[: config.max_raw_chars]}"
         return tag.key, Reject.of(tag.key, tag.source, STAGE, "copied_example", detail, task=tag.task)
-    return tag.key, Conversation(task=tag.task, turns=parsed.turns, backend=config.backend, model=config.model or "",
+    backend, model = (config.vlm.backend, config.vlm.model) if tag.mode == VLM_MODE else (config.backend, config.model)
+    return tag.key, Conversation(task=tag.task, turns=parsed.turns, backend=backend, model=model or "",
                                  prompt_version=tag.prompt_version, tokens_in=generation.tokens_in,
                                  tokens_out=generation.tokens_out, seed=tag.seed)
 
 
-def failed_generation(request: LlmRequest, error: Exception) -> PredictionResult:
+def failed_generation(request: Request, error: Exception) -> PredictionResult:
     """The result of a request the backend raised on: an `llm_error` for that request only."""
     return PredictionResult(request, Generation(text="", tokens_in=0, tokens_out=0,
                                                 error=f"{type(error).__name__}: {error}"))
@@ -122,7 +150,7 @@ class _RetryEachRequestFn(StageFn):
     stage = STAGE
     progress_label = "llm"
 
-    def __init__(self, handler: LlmHandler) -> None:
+    def __init__(self, handler: ModelHandler) -> None:
         super().__init__()
         self._handler = handler
         self._model = None
@@ -198,19 +226,33 @@ class Synthesize(beam.PTransform):
         self.library = library or load_library(config.prompts_dir)
         for name in config.tasks:
             self.library.task(name)  # fail at build time, not on a worker
+        for name in config.vision_tasks:
+            if self.library.task(name).spec.vision is None:
+                raise PromptError(f"task {name!r} is in vlm mode but its prompt file has no `vision` block")
+
+    def _generators(self) -> list[tuple[str, str, ModelHandler]]:
+        """(label, requests output, handler) of the models this recipe's tasks need."""
+        generators: list[tuple[str, str, ModelHandler]] = []
+        if self.config.llm_tasks:
+            generators.append(("", REQUESTS, make_llm_handler(self.config, self.seed)))
+        if self.config.vision_tasks:
+            generators.append(("WithImage", VISION_REQUESTS, VlmHandler(self.config.vlm, "synthesize.vlm", "synthesizer")))
+        return generators
 
     def expand(self, records):
         planned = records | "Plan" >> beam.ParDo(_PlanFn(self.config, self.library, self.seed)).with_outputs(
-            REQUESTS, REJECTS, main="records")
-        handler = make_llm_handler(self.config, self.seed)
-        generated, failures = planned[REQUESTS] | "Generate" >> RunInference(handler).with_exception_handling()
-        retried, retry_rejects = apply_stage_fn(failures.failed_inferences, _RetryEachRequestFn(handler),
-                                                "RetryEachRequest")
-        outcomes, parse_rejects = apply_stage_fn((generated, retried) | "AllGenerated" >> beam.Flatten(),
+            REQUESTS, VISION_REQUESTS, REJECTS, main="records")
+        generated, rejects = [], [planned[REJECTS]]
+        for label, output, handler in self._generators():
+            results, failures = planned[output] | f"Generate{label}" >> RunInference(handler).with_exception_handling()
+            retried, retry_rejects = apply_stage_fn(failures.failed_inferences, _RetryEachRequestFn(handler),
+                                                    f"RetryEach{label or 'Request'}")
+            generated += [results, retried]
+            rejects.append(retry_rejects)
+        outcomes, parse_rejects = apply_stage_fn(generated | "AllGenerated" >> beam.Flatten(),
                                                  _ParseFn(self.config, self.library), "Parse")
         joined = {"record": planned.records, "outcomes": outcomes} | "JoinByKey" >> beam.CoGroupByKey()
         assembled, assemble_rejects = apply_stage_fn(joined, _AssembleFn(self.config.tasks), "Assemble")
-        rejects = ((planned[REJECTS], retry_rejects, parse_rejects, assemble_rejects)
-                   | "SynthesizeRejects" >> beam.Flatten())
-        return assembled, rejects
+        rejects += [parse_rejects, assemble_rejects]
+        return assembled, tuple(rejects) | "SynthesizeRejects" >> beam.Flatten()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llavaforge.config.presets import LLM_ROLE, PRESETS, TINY_PREFIX, describe_presets
+from llavaforge.config.presets import LLM_ROLE, PRESETS, TINY_PREFIX, VLM_ROLES, describe_presets
 from llavaforge.config.recipe import Recipe, RecipeError, load_recipe
 from llavaforge.models.tiny import BUILDERS
 
@@ -44,7 +44,8 @@ def test_bad_merged_value_names_the_field():
 
 
 def test_tiny_covers_every_hub_architecture():
-    hub_kinds = {entry.config["kind"] for role, entry in PRESETS["hub"].roles.items() if role != LLM_ROLE} - {"rapidocr"}
+    hub_kinds = {entry.config["kind"] for role, entry in PRESETS["hub"].roles.items()
+                 if role not in (LLM_ROLE, *VLM_ROLES)} - {"rapidocr"}
     tiny_kinds = {"blip", "git", "vision-encoder-decoder", "detr", "rt-detr", "owlv2", "clip", "classification"}
     assert hub_kinds <= tiny_kinds
     assert {"blip", "git", "vit-bert", "detr", "rt-detr", "owlv2", "clip", "vit-classifier"} <= set(BUILDERS)

@@ -44,3 +44,23 @@ def test_sections_switch_stages_off():
 def test_a_task_without_a_prompt_file_is_a_recipe_error():
     with pytest.raises(RecipeError, match="ocr_qa"):
         enabled_stages(load_recipe(None, {"preset": "tiny", "synthesize.tasks": ["ocr_qa"]}))
+
+
+def test_the_verifier_runs_after_the_checks_and_only_with_synthesis():
+    from llavaforge.transforms.verify import Verify
+
+    stages = dict(enabled_stages(load_recipe(None, {"preset": "tiny", "verify.enabled": True})))
+    assert list(stages) == ["Annotate", "Synthesize", "Check", "Verify", "QuestionDedup"]
+    assert isinstance(stages["Verify"], Verify)
+    assert labels(load_recipe(None, {"preset": "tiny", "verify.enabled": True, "synthesize.tasks": []})) == ["Annotate"]
+
+
+def test_a_malformed_vlm_prompt_file_is_a_recipe_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: verify\nversion: 1\nsystem: s\nquery: no slot\n")
+    with pytest.raises(RecipeError, match=r"verify\.prompt_file.*\{answers\}"):
+        enabled_stages(load_recipe(None, {"preset": "tiny", "verify.enabled": True, "verify.prompt_file": str(bad)}))
+    bad.write_text("kind: verify\nversion: 1\nsystem: s\nquery: '{answers}'\n")
+    with pytest.raises(RecipeError, match=r"annotate\.dense_captioner\.prompt_file.*expected 'dense_caption'"):
+        enabled_stages(load_recipe(None, {"preset": "tiny", "annotate.dense_captioner.enabled": True,
+                                          "annotate.dense_captioner.prompt_file": str(bad)}))

@@ -96,3 +96,14 @@ def test_dry_run_on_dataflow_prints_the_graph_and_touches_nothing(tmp_path, caps
     printed = capsys.readouterr().out
     hinted = {line.split()[0] for line in printed.splitlines() if "accelerator=" in line}
     assert hinted == MODEL_STAGES_ON_GPU and "Write" in printed and "Publish" in printed
+
+
+def test_the_vlm_roles_on_cuda_or_vllm_run_on_gpu_workers(tmp_path):
+    recipe = load_recipe(None, {"preset": "hub", "annotate.dense_captioner.enabled": True, "verify.enabled": True,
+                                "verify.backend": "vllm", "synthesize.task_modes": {"detail": "vlm"}})
+    _, job = dataflow_job(recipe, tmp_path)
+    assert hinted_stages(job) == MODEL_STAGES_ON_GPU | {"Annotate/Annotate_dense_captioner", "Verify"}
+    remote = load_recipe(None, {"preset": "hub", "verify.enabled": True, "verify.backend": "openai",
+                                "verify.model": "served"})
+    _, job = dataflow_job(remote, tmp_path / "remote")
+    assert "Verify" not in hinted_stages(job)  # an endpoint needs no GPU worker

@@ -91,3 +91,16 @@ def test_same_model_twice_loads_once(monkeypatch):
     records, _ = _run(TwoCaptioners(), mixed_sizes()[:2])
     assert len(loads) == 1
     assert all(len(r.annotations.captions) >= 2 for r in records.values())
+
+
+def test_the_dense_captioner_adds_a_caption_and_a_poisoned_image_is_one_reject():
+    dense = _tiny_config(**{"annotate.dense_captioner.enabled": True}).dense_captioner
+    good = mixed_sizes()[:3]
+    bad = poisoned()
+    records, rejects = _run(Annotate(AnnotateConfig(dense_captioner=dense)), good + [bad])
+    assert sorted(records) == sorted(r.key for r in good)
+    for record in records.values():
+        (caption,) = record.annotations.captions
+        assert caption.model == "llavaforge-tiny/smolvlm" and len(caption.text.split()) >= 3
+    assert [(r.key, r.stage, r.reason, r.retryable) for r in rejects] == [
+        (bad.key, "annotate", "dense_captioner_failed", True)]

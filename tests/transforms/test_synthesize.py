@@ -196,3 +196,59 @@ def test_one_request_that_makes_the_backend_raise_costs_only_its_own_sample(tmp_
         assert "out of memory" in next(r.detail for r in rejects if r.reason == "llm_error")
 
     run_and_write(records, config, tmp_path / "out", check_records, check_rejects)
+
+
+# -- vlm mode: a vision-language model writes the task seeing the image -----------------------
+
+VLM_DETAIL = {"preset": "tiny", "synthesize.task_mix": "all", "synthesize.task_modes": {"detail": "vlm"}}
+
+
+def test_vlm_mode_tasks_are_planned_with_the_image_and_the_vision_prompt():
+    from llavaforge.models.vlm.base import VlmRequest
+
+    config = config_for(VLM_DETAIL)
+    library = load_library()
+    record = described(1)
+    requests = {r.tag.task: r for r in plan_requests(record, config, library, seed=3)}
+    detail = requests["detail"]
+    assert isinstance(detail, VlmRequest) and detail.image == record.image and detail.tag.mode == "vlm"
+    assert [m["content"] for m in detail.messages] == [m["content"] for m in library.task("detail").vision_messages("")]
+    assert "dog: [0.100" not in str(detail.messages)  # the packaged vision prompts show the image, not the notes
+    assert not isinstance(requests["conversation"], VlmRequest) and requests["conversation"].tag.mode == "llm"
+    # an image with nothing to describe still gets its vlm-mode task
+    assert [r.tag.task for r in plan_requests(make_record(), config, library, seed=3)] == ["detail"]
+
+
+def test_vlm_mode_writes_with_the_tiny_vlm_and_records_it(tmp_path):
+    config = config_for({**VLM_DETAIL, "synthesize.tasks": ["detail", "conversation"]})
+    bare = make_record(key="e" * 32, seed=5)  # no annotations: only the vlm-mode task can be written
+
+    def check_records(kept):
+        (record,) = kept
+        (detail,) = record.conversations
+        assert (detail.task, detail.backend, detail.model) == ("detail", "hf", "llavaforge-tiny/smolvlm")
+        assert detail.prompt_version == load_library().task("detail").prompt_version and detail.tokens_out == 24
+        assert conversation_errors(detail) == []
+
+    def check_rejects(rejects):
+        assert sorted((r.reason, r.task) for r in rejects) == [("no_context", "conversation")]
+
+    run_and_write([bare], config, tmp_path / "out", check_records, check_rejects)
+
+
+def test_synthesis_by_the_vlm_alone_needs_no_llm():
+    config = config_for({"synthesize.tasks": ["detail"], "synthesize.task_modes": {"detail": "vlm"},
+                         "synthesize.vlm": {"model": "llavaforge-tiny/smolvlm"}})
+    assert config.model is None and config.vision_tasks == ["detail"] and config.llm_tasks == []
+    stage = Synthesize(config)
+    assert [label for label, _, _ in stage._generators()] == ["WithImage"]
+
+
+def test_a_vlm_mode_task_without_a_vision_prompt_fails_at_build(tmp_path):
+    from llavaforge.prompts.library import PromptError
+
+    (tmp_path / "plain.yaml").write_text("task: plain\nversion: 1\nformat: pair\nsystem: s\n")
+    config = config_for({"preset": "tiny", "synthesize.tasks": ["plain"], "synthesize.prompts_dir": str(tmp_path),
+                         "synthesize.task_modes": {"plain": "vlm"}})
+    with pytest.raises(PromptError, match="plain.*no `vision` block"):
+        Synthesize(config)

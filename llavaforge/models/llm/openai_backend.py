@@ -219,13 +219,14 @@ class OpenAiClient:
             return list(pool.map(self.complete, requests))
 
 
-def read_api_key(env_name: Optional[str]) -> Optional[str]:
+def read_api_key(env_name: Optional[str], field: str = "synthesize.openai.api_key_env") -> Optional[str]:
+    """The key from the environment variable the recipe `field` names (None: no key)."""
     if env_name is None:
         return None
     key = os.environ.get(env_name)
     if not key:
-        raise RuntimeError(f"environment variable {env_name} (named by synthesize.openai.api_key_env) is not "
-                           f"set; set synthesize.openai.api_key_env to null for endpoints without a key")
+        raise RuntimeError(f"environment variable {env_name} (named by {field}) is not "
+                           f"set; set {field} to null for endpoints without a key")
     return key
 
 
