@@ -172,20 +172,21 @@ def test_tiny_run_with_a_random_vlm_in_all_three_roles_rejects_its_noise_and_bal
     samples are written with the flag and the dense caption."""
     shard = str(EXAMPLES / "sample-000.tar")
     out = tmp_path / "out"
-    assert main(["-q", "run", "--input", shard, "--output", str(out), *VLM_ROLES_ON]) == 0
+    # The checks off, so the random conversations reach the verifier (they would fail `gibberish`).
+    assert main(["-q", "run", "--input", shard, "--output", str(out), *VLM_ROLES_ON, "--set", "check.enabled=false"]) == 0
     stats = json.loads((published_dir(out) / "stats.json").read_text())
     assert stats["balanced"] is True and stats["inputs"] == 8
     assert stats["rejects"]["verify"]["vlm_no_verdict"] >= 1
     assert stats["rejects"]["synthesize"]["unparseable"] >= 1  # the blind LLM's noise
     assert stats["images_written"] + stats["images_rejected"] + stats["duplicates"] == stats["inputs"]
     assert verify(str(out)).ok
-    models = json.loads((published_dir(out) / "metrics.json").read_text())
+    models = json.loads((published_dir(out) / "metrics.json").read_text())["models"]
     assert models["vlm_dense_captioner"]["image_encodings_computed"] == 6  # one encoding per decoded image...
     assert models["vlm_verifier"]["image_encodings_reused"] >= 1  # ...that the later roles reuse
 
     flagged = tmp_path / "flagged"
     assert main(["-q", "run", "--input", shard, "--output", str(flagged), *VLM_ROLES_ON,
-                 "--set", "verify.no_verdict=flag", "--set", "check.enabled=false"]) == 0
+                 "--set", "verify.no_verdict=flag", "--set", "check.enabled=false", "--set", "write.flagged=include"]) == 0
     stats = json.loads((published_dir(flagged) / "stats.json").read_text())
     assert stats["balanced"] is True and "verify" not in stats["rejects"] and stats["images_written"] >= 1
     rows = [row for path in sorted((published_dir(flagged) / "samples").glob("*.parquet"))

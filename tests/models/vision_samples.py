@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from functools import lru_cache
@@ -26,7 +27,8 @@ def record_of(data: bytes, member: str = "image.jpg", texts: tuple[str, ...] = (
     key = content_key(data)
     return ImageRecord(key=key, source=Source(url="test.tar", member=member, texts=list(texts)),
                        image=ImageInfo(data=data, format="jpg", width=image.width, height=image.height,
-                                       sha256=key * 2, phash="0" * 16))
+                                       sha256=hashlib.sha256(data).hexdigest(), phash="0" * 16,
+                                       source_sha256=hashlib.sha256(data).hexdigest()))
 
 
 def photo(name: str) -> ImageRecord:

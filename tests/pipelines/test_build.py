@@ -50,7 +50,7 @@ def test_the_verifier_runs_after_the_checks_and_only_with_synthesis():
     from llavaforge.transforms.verify import Verify
 
     stages = dict(enabled_stages(load_recipe(None, {"preset": "tiny", "verify.enabled": True})))
-    assert list(stages) == ["Annotate", "Synthesize", "Check", "Verify", "QuestionDedup"]
+    assert list(stages) == ["Annotate", "Synthesize", "Check", "Verify", "QuestionDedup", "HoldForReview"]
     assert isinstance(stages["Verify"], Verify)
     assert labels(load_recipe(None, {"preset": "tiny", "verify.enabled": True, "synthesize.tasks": []})) == ["Annotate"]
 
