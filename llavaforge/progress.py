@@ -104,10 +104,9 @@ class StageProgress:
     def __setstate__(self, state) -> None:
         self.url, self._reporter = state["url"], None
 
-    def start(self) -> None:
-        self._reporter = reporter(self.url)
-
     def add(self, stage: str, **amounts: float) -> None:
+        if self._reporter is None and self.url:
+            self._reporter = reporter(self.url)  # on the worker, at its first element
         if self._reporter is not None:
             self._reporter.add(stage, **amounts)
 

@@ -28,7 +28,7 @@ from llavaforge.models.ocr import OcrHandler
 from llavaforge.models.tagger import TaggerHandler
 from llavaforge.models.vlm.roles import DenseCaptionerHandler
 from llavaforge.schemas.record import Caption, ImageRecord, Reject
-from llavaforge.transforms.base import StageFn, apply_stage_fn
+from llavaforge.transforms.base import RetryEachItemFn, StageFn, apply_stage_fn
 
 STAGE = "annotate"
 SOURCE_MODEL = "source"
@@ -88,31 +88,26 @@ class _AddAnnotationsFn(StageFn):
                           f"{type(error).__name__}: {error}", retryable=True)]
 
 
-class _RetryEachImageFn(StageFn):
+class _RetryEachImageFn(RetryEachItemFn):
     """A failed batch, image by image: the images that work are annotated, the others rejected."""
 
     stage = STAGE
 
     def __init__(self, role: str, handler: ModelHandler) -> None:
         self.progress_label = f"{STAGE}_{role}"
-        super().__init__()
+        super().__init__(handler)
         self._role = role
-        self._handler = handler
-        self._model = None
 
-    def setup(self) -> None:
-        self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
+    def model_input(self, keyed: tuple) -> ImageRecord:
+        return keyed[1]
 
-    def process_element(self, failed: tuple) -> Iterator:
-        keyed_batch = failed[0]
-        for key, record in keyed_batch:
-            try:
-                (result,) = self._handler.run_inference([record], self._model)
-            except Exception as e:  # noqa: BLE001 -- this image is the one that breaks the model
-                yield Reject.of(key, record.source, STAGE, failure_reason(self._role), f"{type(e).__name__}: {e}",
-                                retryable=True)
-            else:
-                yield with_annotations(record, self._role, result.inference)
+    def succeeded(self, keyed: tuple, result) -> ImageRecord:
+        return with_annotations(keyed[1], self._role, result.inference)
+
+    def failed(self, keyed: tuple, error: Exception) -> Reject:
+        key, record = keyed
+        return Reject.of(key, record.source, STAGE, failure_reason(self._role), f"{type(error).__name__}: {error}",
+                         retryable=True)
 
 
 class AnnotateRole(beam.PTransform):

@@ -95,9 +95,6 @@ class StageFn(beam.DoFn):
             outputs = self.element_rejects(element, e)
         yield from outputs
 
-    def setup(self) -> None:
-        self._progress.start()
-
     def finish_bundle(self) -> None:
         self._progress.flush()
 
@@ -122,6 +119,38 @@ class StageFn(beam.DoFn):
                 yield out
         self._element_us.update(int(spent * 1e6))
         self._progress.add(self.label, **{"in": 1, "out": out_count, "rejected": rejected, "seconds": spent})
+
+
+class RetryEachItemFn(StageFn):
+    """A batch a model raised on (RunInference's failed inference), item by item: each item is
+    run alone, so only the item that breaks the model fails; `failed` says what stands for it."""
+
+    def __init__(self, handler) -> None:
+        super().__init__()
+        self._handler = handler
+        self._model = None
+
+    def setup(self) -> None:
+        self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
+
+    def process_element(self, failed: tuple) -> Iterator[Any]:
+        for item in failed[0]:
+            try:
+                (result,) = self._handler.run_inference([self.model_input(item)], self._model)
+            except Exception as e:  # noqa: BLE001 -- this item is the one that breaks the model
+                yield self.failed(item, e)
+            else:
+                yield self.succeeded(item, result)
+
+    def model_input(self, item: Any) -> Any:
+        """What the handler takes for one item of the failed batch."""
+        return item
+
+    def succeeded(self, item: Any, result: Any) -> Any:
+        return result
+
+    def failed(self, item: Any, error: Exception) -> Any:
+        raise NotImplementedError
 
 
 def apply_stage_fn(pcoll, fn: StageFn, label: str):

@@ -29,7 +29,7 @@ from llavaforge.prompts.library import PromptLibrary, PromptError, load_library
 from llavaforge.prompts.mix import choose_tasks, pick_instruction, request_seed
 from llavaforge.prompts.parse import parse_output
 from llavaforge.schemas.record import Conversation, ImageRecord, Reject, Source
-from llavaforge.transforms.base import REJECTS, StageFn, apply_stage_fn
+from llavaforge.transforms.base import REJECTS, RetryEachItemFn, StageFn, apply_stage_fn
 
 STAGE = "synthesize"
 REQUESTS = "requests"
@@ -142,7 +142,7 @@ def failed_generation(request: Request, error: Exception) -> PredictionResult:
                                                 error=f"{type(error).__name__}: {error}"))
 
 
-class _RetryEachRequestFn(StageFn):
+class _RetryEachRequestFn(RetryEachItemFn):
     """A batch the LLM backend raised on (a prompt too long, out of memory), request by request:
     the requests that work are generated, the one that breaks the backend becomes its sample's
     `llm_error` reject, the rest of the batch is kept."""
@@ -150,21 +150,8 @@ class _RetryEachRequestFn(StageFn):
     stage = STAGE
     progress_label = "llm"
 
-    def __init__(self, handler: ModelHandler) -> None:
-        super().__init__()
-        self._handler = handler
-        self._model = None
-
-    def setup(self) -> None:
-        self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
-
-    def process_element(self, failed: tuple) -> Iterator[PredictionResult]:
-        for request in failed[0]:
-            try:
-                (result,) = self._handler.run_inference([request], self._model)
-            except Exception as e:  # noqa: BLE001 -- this request is the one that breaks the backend
-                result = failed_generation(request, e)
-            yield result
+    def failed(self, request: LlmRequest, error: Exception) -> PredictionResult:
+        return failed_generation(request, error)
 
 
 class _ParseFn(StageFn):

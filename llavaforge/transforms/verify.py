@@ -30,7 +30,7 @@ from llavaforge.models.llm.base import Generation
 from llavaforge.models.vlm.roles import VerifierHandler, verified_answers
 from llavaforge.prompts.verdict import CONTRADICTED, UNSURE, parse_verdicts
 from llavaforge.schemas.record import Conversation, ImageRecord, Reject
-from llavaforge.transforms.base import StageFn, apply_stage_fn
+from llavaforge.transforms.base import RetryEachItemFn, StageFn, apply_stage_fn
 from llavaforge.transforms.conversations import keep_conversations
 
 STAGE = "verify"
@@ -95,27 +95,14 @@ def judge(record: ImageRecord, generation: Generation, config: VerifyConfig,
     yield from keep_conversations(record, kept, rejects, STAGE)
 
 
-class _RetryEachImageFn(StageFn):
+class _RetryEachImageFn(RetryEachItemFn):
     """A batch the verifier raised on, image by image: an image that breaks it gets an errored
     generation (its conversations become `vlm_error` rejects), the others their verdicts."""
 
     stage = STAGE
 
-    def __init__(self, handler: VerifierHandler) -> None:
-        super().__init__()
-        self._handler = handler
-        self._model = None
-
-    def setup(self) -> None:
-        self._model = self._handler.load_model()  # the process-wide copy RunInference already loaded
-
-    def process_element(self, failed: tuple) -> Iterator[PredictionResult]:
-        for record in failed[0]:
-            try:
-                (result,) = self._handler.run_inference([record], self._model)
-            except Exception as e:  # noqa: BLE001 -- this image is the one that breaks the verifier
-                result = PredictionResult(record, Generation("", 0, 0, error=f"{type(e).__name__}: {e}"))
-            yield result
+    def failed(self, record: ImageRecord, error: Exception) -> PredictionResult:
+        return PredictionResult(record, Generation("", 0, 0, error=f"{type(error).__name__}: {error}"))
 
 
 class _JudgeFn(StageFn):

@@ -174,9 +174,6 @@ class _WriteShardFn(beam.DoFn):
         self.writer = writer
         self._progress = progress.StageProgress()
 
-    def setup(self) -> None:
-        self._progress.start()
-
     def process(self, element: tuple[int, Iterable]) -> Iterator[dict[str, Any]]:
         index, items = element
         start = time.perf_counter()
