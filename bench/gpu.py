@@ -10,9 +10,11 @@ run cut short still leaves what it measured):
               generate at batch 256, llavaforge's handler)
   llm         bench/gpu_llm.py (Qwen2.5-0.5B and 7B shapes, ~1,500-token shared-prefix
               prompts, 256 new tokens: naive, plain batched generate, llavaforge's hf backend)
-  pipeline    `llavaforge run` end to end on synthetic JPEG shards with the full-size vision
-              models on the GPU, records/s and GPU busy fraction (needs apache-beam on the
-              machine; skipped with the reason otherwise)
+  pipeline    `llavaforge run` end to end on the realistic workload (bench/workload.py: task
+              mix, two samples per image, 640x480 JPEGs, a 7B-shaped LLM on the hf backend)
+              with the full-size vision models on the GPU: images/s, GPU busy fraction and the
+              LLM's own rate from metrics.json (needs apache-beam on the machine; skipped with
+              the reason otherwise)
   vlm         bench/gpu_vlm.py (Qwen2-VL-2B and 7B shapes: dense captioning and verification
               images/s, llavaforge's VLM backend vs plain batched generate); not in the default
               sections (it is its own ~7-minute call: `--sections vlm`)
@@ -186,53 +188,66 @@ def gpu_busy_sampler(device: str):
     return finish
 
 
-def build_llm(folder: Path, smoke: bool) -> Path:
-    """A random Qwen2.5-0.5B-shaped chat model with the project's tiny chat tokenizer, saved."""
+def build_llm(folder: Path, smoke: bool, shape: str) -> Path:
+    """A random chat model of one of bench/gpu_llm.py's shapes with the project's tiny chat
+    tokenizer, saved."""
     from gpu_llm import SHAPES, SMOKE_SHAPE, build_model
 
     from llavaforge.models.llm.local_models import build_tiny_tokenizer
 
-    shape = SMOKE_SHAPE if smoke else SHAPES["qwen2.5-0.5b"]
     tokenizer = build_tiny_tokenizer()
-    model = build_model(shape, "cpu", torch.float32 if smoke else torch.bfloat16, len(tokenizer))
+    on = "cuda" if torch.cuda.is_available() and not smoke else "cpu"  # a 7B random init on CPU takes minutes
+    model = build_model(SMOKE_SHAPE if smoke else SHAPES[shape], on, torch.float32 if smoke else torch.bfloat16,
+                        len(tokenizer))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    del model
+    if on == "cuda":
+        torch.cuda.empty_cache()  # the run's own process loads it again
     return folder
 
 
 def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Path], timeout: int) -> dict[str, Any]:
-    """`llavaforge run` with every model role on the GPU: captioner, detector, tagger, LLM."""
+    """`llavaforge run` end to end on the realistic workload (bench/workload.py) with every model
+    role on the GPU: captioner, detector, tagger and a Qwen2.5-7B-shaped LLM on the hf backend."""
     if importlib.util.find_spec("apache_beam") is None:
         return {"skipped": "apache_beam is not installed on this machine (carry its wheels to run this section)"}
     sys.path.insert(0, str(BENCH))
-    from cpu import build_shards  # noqa: E402 -- the same synthetic shards as the CPU benchmark
+    import workload  # noqa: E402
     from gpu_annotate import build_model as build_captioner  # noqa: E402
+    from pipeline_standin import build_shards  # noqa: E402 -- the workload's 640x480 JPEG shards
 
-    images = 32 if smoke else 2048
+    from llavaforge.jobs.ledger import published_run_dir
+
+    images = 32 if smoke else 1024
     folder.mkdir(parents=True, exist_ok=True)
     if not all(path.exists() for path in vision_paths.values()):  # the vision section did not run
         vision_paths = build_vision_models(folder, smoke)
-    shards = build_shards(folder, images, 4 if smoke else 16, 512)
+    shards = build_shards(folder, images)
     build_captioner(folder / "blip", smoke)
-    llm = build_llm(folder / "llm", smoke)
-    batch = 8 if smoke else 256
-    recipe = {
-        "annotate": {
-            "captioner": {"model": str(folder / "blip"), "kind": "blip", "max_new_tokens": 20},
-            "detector": {"model": str(vision_paths["detector"]), "kind": "detr", "max_batch_size": batch // 2,
-                         "min_batch_size": batch // 2},
-            "tagger": {"model": str(vision_paths["tagger"]), "kind": "clip"},
-        },
-        "synthesize": {"tasks": ["conversation", "detail", "reasoning"], "tasks_per_image": 1, "backend": "hf",
-                       "model": str(llm), "max_new_tokens": 64, "min_batch_size": batch, "max_batch_size": batch},
-    }
-    for role in ("captioner", "tagger"):
-        recipe["annotate"][role].update(min_batch_size=batch, max_batch_size=batch)
-    for role in recipe["annotate"].values():
-        role.update(device=device, dtype="fp32" if device == "cpu" else "bf16")
-    (folder / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    llm = build_llm(folder / "llm", smoke, "qwen2.5-7b")
+    # Random weights almost never reach EOS, so every sample decodes max_new_tokens: the workload's
+    # mean length stands in for its log-normal spread (the spread's cost, rows finishing at
+    # different steps of one batch, is not measured here; the stand-in benchmark models it).
+    mean_new_tokens = round(sum(workload.TASK_WEIGHTS[t] * workload.NEW_TOKENS_MEDIAN[t] for t in workload.TASK_WEIGHTS)
+                            / sum(workload.TASK_WEIGHTS.values()))
+    dtype = "fp32" if device == "cpu" else "bf16"
+    overrides = {**workload.RECIPE,
+                 "annotate.captioner.model": str(folder / "blip"), "annotate.captioner.max_new_tokens": 20,
+                 "annotate.detector.model": str(vision_paths["detector"]), "annotate.detector.kind": "detr",
+                 "annotate.tagger.model": str(vision_paths["tagger"]),
+                 "synthesize.backend": "hf", "synthesize.model": str(llm),
+                 "synthesize.max_new_tokens": 8 if smoke else mean_new_tokens}
+    for role in ("captioner", "detector", "tagger"):
+        overrides.update({f"annotate.{role}.device": device, f"annotate.{role}.dtype": dtype})
+        if smoke:
+            overrides.update({f"annotate.{role}.min_batch_size": 8, f"annotate.{role}.max_batch_size": 8})
+    if smoke:
+        overrides.update({"synthesize.min_batch_size": 8, "synthesize.max_batch_size": 8})
+    sets = [a for field, value in overrides.items() for a in ("--set", f"{field}={json.dumps(value)}")]
+    out = folder / "out"
     cmd = [sys.executable, "-m", "llavaforge.cli", "-q", "run", *[a for s in shards for a in ("--input", s)],
-           "--output", str(folder / "out"), "--recipe", str(folder / "recipe.yaml")]
+           "--output", str(out), *sets]
     finish = gpu_busy_sampler(device)
     start = time.perf_counter()
     try:
@@ -244,10 +259,12 @@ def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Pat
     busy, busy_active = finish()
     if done.returncode != 0:
         return {"error": done.stderr[-1500:]}
-    stats, metrics = ({} if not (folder / "out" / name).exists() else json.loads((folder / "out" / name).read_text())
-                      for name in ("stats.json", "metrics.json"))
-    return {"images": images, "records_s": round(images / wall, 1), "wall_s": round(wall, 1), "gpu_busy": busy,
-            "gpu_busy_after_first_use": busy_active,
+    run_dir = Path(published_run_dir(str(out)))
+    stats, metrics = (json.loads((run_dir / name).read_text()) for name in ("stats.json", "metrics.json"))
+    llm_seconds = metrics.get("models", {}).get("llm", {})
+    return {"images": images, "images_s": round(images / wall, 2), "wall_s": round(wall, 1), "gpu_busy": busy,
+            "gpu_busy_after_first_use": busy_active, "new_tokens_per_sample": overrides["synthesize.max_new_tokens"],
+            "llm_metrics": llm_seconds,
             "stats": {k: v for k, v in stats.items() if not isinstance(v, list)}, "model_metrics": metrics}
 
 
@@ -297,7 +314,7 @@ def main() -> None:
                                         "--time-limit", str(captioner_limit)))
     section("vision", lambda: vision(device, args.smoke, folder))
     section("pipeline", lambda: pipeline(device, args.smoke, folder / "pipeline",
-                                         {"detector": folder / "detr", "tagger": folder / "clip"}, 110))
+                                         {"detector": folder / "detr", "tagger": folder / "clip"}, 200))
     vlm_limit = args.vlm_time_limit_s
     section("vlm", lambda: script("gpu_vlm.py", args.smoke, folder / "vlm.json", vlm_limit + 60,
                                   "--time-limit-s", str(vlm_limit)))

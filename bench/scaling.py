@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,13 +26,13 @@ BENCH = Path(__file__).resolve().parent
 
 
 def one_size(images: int, speedup: float) -> dict:
+    os.environ["STANDIN_SPEEDUP"] = str(speedup)  # read when the stand-ins are imported
     sys.path.insert(0, str(BENCH))
     import pipeline_standin
     import workload
     from llavaforge.config.recipe import load_recipe
     from llavaforge.jobs.run import run
 
-    os.environ["STANDIN_SPEEDUP"] = str(speedup)
     pipeline_standin.patch_models()
     work = Path(tempfile.mkdtemp(prefix="llavaforge-scaling-"))
     shards = pipeline_standin.build_shards(work, images, near_duplicates=0.05)
@@ -39,6 +40,7 @@ def one_size(images: int, speedup: float) -> dict:
     start = time.time()
     job = run(recipe, shards, str(work / "out"), ["--direct_running_mode=in_memory"])
     wall = time.time() - start
+    shutil.rmtree(work, ignore_errors=True)
     return {"images": images, "wall_s": wall, "written": job.stats["images_written"],
             "near_duplicates": job.stats["duplicates"],
             "duplicate_questions": job.stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),

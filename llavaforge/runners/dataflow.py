@@ -9,7 +9,7 @@ Two ways to give the model stages a GPU:
 - `gpu_placement: gpu_stages` (right fitting): only the model stages carry the resource
   hints `accelerator` and `min_ram`; read, decode, dedup and write run on `machine_type`.
   The pipeline reads the hints from the `--gpu_stage_accelerator` / `--gpu_stage_min_ram`
-  flags (`GpuStageOptions`) and applies them with `with_gpu_hints`.
+  flags (`runners.options.GpuStageOptions`) and applies them with `with_gpu_hints`.
 
     python -m llavaforge.runners.dataflow deploy/dataflow.yaml   # prints the flags
 """
@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic import Field, model_validator
 
 from llavaforge.config.base import StrictModel
+from llavaforge.runners.options import GpuStageOptions, flags_for_command_substitution
 
 # Accelerator -> machine family it attaches to on Compute Engine (Dataflow refuses others).
 GPU_MACHINE_FAMILIES = {
@@ -78,17 +79,6 @@ class DataflowConfig(StrictModel):
         return f"type:{self.gpu_type};count:{self.gpu_count};install-nvidia-driver"
 
 
-class GpuStageOptions(PipelineOptions):
-    """Resource hints the pipeline puts on its model stages (right fitting on Dataflow)."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--gpu_stage_accelerator", default=None,
-                            help="accelerator resource hint of the model stages, e.g. "
-                                 "type:nvidia-l4;count:1;install-nvidia-driver")
-        parser.add_argument("--gpu_stage_min_ram", default=None, help="min_ram resource hint of the model stages, e.g. 16GB")
-
-
 def gpu_stage_hints(options: PipelineOptions) -> dict[str, str]:
     """The resource hints for model stages from the pipeline's flags (empty: none set)."""
     view = options.view_as(GpuStageOptions)
@@ -130,8 +120,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 description="print the Beam flags of a Dataflow run from a YAML DataflowConfig")
     p.add_argument("config", help="YAML file with DataflowConfig fields (see deploy/dataflow.yaml)")
     args = p.parse_args(argv)
-    from llavaforge.runners.options import flags_for_command_substitution
-
     print(flags_for_command_substitution(dataflow_args(load_config(args.config))))
     return 0
 

@@ -1,5 +1,5 @@
 """The Beam options a run uses: the runner default, refused modes, unknown flags, threads per
-worker."""
+worker, and the model stages' GPU resource hints (`GpuStageOptions`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   _BeamArgumentParser)
 
 from llavaforge.errors import UsageError
-from llavaforge.runners.dataflow import GpuStageOptions  # noqa: F401 -- registers --gpu_stage_* with Beam
+
+
+class GpuStageOptions(PipelineOptions):
+    """Resource hints the pipeline puts on its model stages (right fitting on Dataflow)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--gpu_stage_accelerator", default=None,
+                            help="accelerator resource hint of the model stages, e.g. "
+                                 "type:nvidia-l4;count:1;install-nvidia-driver")
+        parser.add_argument("--gpu_stage_min_ram", default=None, help="min_ram resource hint of the model stages, e.g. 16GB")
 
 
 class RunnerOptionError(UsageError):

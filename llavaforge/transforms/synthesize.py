@@ -22,7 +22,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from llavaforge.models.llm.backends import make_llm_handler
 from llavaforge.models.llm.base import Generation, LlmRequest
-from llavaforge.models.vlm.base import VlmHandler, VlmRequest
+from llavaforge.models.vlm.base import VlmRequest
+from llavaforge.models.vlm.handler import VlmHandler
 from llavaforge.config.synthesize import SynthesizeConfig
 from llavaforge.prompts.context import render_context
 from llavaforge.prompts.library import PromptLibrary, PromptError, load_library

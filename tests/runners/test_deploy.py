@@ -17,7 +17,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from llavaforge.cli import parser
-from llavaforge.runners.dataflow import GpuStageOptions
+from llavaforge.runners.options import GpuStageOptions
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -20,7 +20,7 @@ from llavaforge.config.sections import WriteConfig
 from llavaforge.config.verify import VerifyConfig
 from llavaforge.jobs.verify import verify_run
 from llavaforge.models.llm.base import Generation
-from llavaforge.models.vlm import base
+from llavaforge.models.vlm import handler
 from llavaforge.models.vlm.base import VlmEngine
 from llavaforge.schemas.record import Conversation, Turn
 from llavaforge.transforms.verify import (CONTRADICTED_REASON, ERROR_REASON, NO_VERDICT_REASON, STAGE,
@@ -76,7 +76,7 @@ class FixedTextVlm(VlmEngine):
 def stand_in(monkeypatch, config: VerifyConfig, replies: dict[str, str], poison=()) -> FixedTextVlm:
     engine = FixedTextVlm({photo(name).image.sha256: text for name, text in replies.items()},
                           frozenset(photo(name).image.sha256 for name in poison))
-    monkeypatch.setitem(base._engines, config.engine_key(), engine)
+    monkeypatch.setitem(handler._engines, config.engine_key(), engine)
     return engine
 
 

@@ -1,6 +1,6 @@
 """The record-level handlers of two VLM roles: the dense captioner (an annotate role) and the
 verifier. Each turns a batch of `ImageRecord`s into one request per record over the shared
-engine (`base.shared_engine`) and returns one `PredictionResult(record, ...)` per record."""
+engine (`handler.shared_engine`) and returns one `PredictionResult(record, ...)` per record."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from apache_beam.ml.inference.base import PredictionResult
 from llavaforge.config.verify import VerifyConfig
 from llavaforge.config.vlm import DenseCaptionerConfig
 from llavaforge.models.llm.base import Generation
-from llavaforge.models.vlm.base import VlmEngine, VlmHandler, VlmRequest
+from llavaforge.models.vlm.base import VlmEngine, VlmRequest
+from llavaforge.models.vlm.handler import VlmHandler
 from llavaforge.prompts.vision import load_vision_prompt, render_answers
 from llavaforge.schemas.llava import GPT, HUMAN, IMAGE_TOKEN
 from llavaforge.schemas.record import Caption, ImageRecord

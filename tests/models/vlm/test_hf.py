@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from llavaforge.config.recipe import load_recipe
-from llavaforge.models.vlm import base, hf
-from llavaforge.models.vlm.base import GenerationSettings, VlmHandler, VlmRequest, load_engine, shared_engine
+from llavaforge.models.vlm import handler, hf
+from llavaforge.models.vlm.base import GenerationSettings, VlmRequest
+from llavaforge.models.vlm.handler import VlmHandler, load_engine, shared_engine
 from llavaforge.models.vlm.hf import EncodingCache, split_per_image
 from llavaforge.models.vlm.roles import DenseCaptionerHandler, VerifierHandler
 from llavaforge.schemas.record import Conversation, Turn
@@ -45,7 +46,7 @@ def test_a_batch_decodes_what_each_request_decodes_alone(recipe):
 
 
 def test_roles_naming_one_model_share_its_engine_and_encode_an_image_once(recipe, monkeypatch):
-    monkeypatch.setattr(base, "_engines", {})
+    monkeypatch.setattr(handler, "_engines", {})
     captioner = DenseCaptionerHandler(recipe.annotate.dense_captioner)
     verifier = VerifierHandler(recipe.verify)
     synthesizer = VlmHandler(recipe.synthesize.vlm, "synthesize.vlm", "synthesizer")

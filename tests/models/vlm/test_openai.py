@@ -10,7 +10,8 @@ from PIL import Image
 
 from llavaforge.config.vlm import VlmConfig
 from llavaforge.models.loading import ModelLoadError
-from llavaforge.models.vlm.base import GenerationSettings, VlmHandler, VlmRequest, load_engine
+from llavaforge.models.vlm.base import GenerationSettings, VlmRequest
+from llavaforge.models.vlm.handler import VlmHandler, load_engine
 from llavaforge.schemas.record import ImageInfo
 from tests.conftest import image_bytes
 from tests.models.vlm.image_fault_server import ImageFaultServer

@@ -10,7 +10,8 @@ import torch
 import transformers as tf
 
 from llavaforge.config.recipe import load_recipe
-from llavaforge.models.vlm.base import GenerationSettings, VlmRequest, load_engine
+from llavaforge.models.vlm.base import GenerationSettings, VlmRequest
+from llavaforge.models.vlm.handler import load_engine
 from llavaforge.models.vlm.hf import split_per_image
 from llavaforge.models.vlm.static_decode import (VlmStaticDecoder, prompt_embeddings, prompt_positions,
                                                  static_decode_refusal)
