@@ -109,14 +109,13 @@ def test_a_redirect_to_another_origin_never_receives_the_key(status):
 
 
 def test_a_same_origin_307_is_followed_with_the_key_and_counts_against_the_budget():
-    with FaultServer({"M": [("ok", GOOD)]}) as server:
-        with _RedirectServer(307, None, forward_to=server) as redirecting:
-            config = OpenAiBackendConfig(base_url=redirecting.base_url, timeout_s=2, max_retries=0, request_budget=1)
-            client_ = OpenAiClient(config, "m", 8, SamplingConfig(), KEY, sleep=lambda s: None)
-            assert "budget" in client_.complete(request("M")).error  # the follow-up would be a second request
-            client_.config = config.model_copy(update={"request_budget": 2})
-            client_.requests_sent = 0
-            assert client_.complete(request("M")).text == "same origin ok"
+    with _RedirectServer(307, None) as redirecting:
+        config = OpenAiBackendConfig(base_url=redirecting.base_url, timeout_s=2, max_retries=0, request_budget=1)
+        client_ = OpenAiClient(config, "m", 8, SamplingConfig(), KEY, sleep=lambda s: None)
+        assert "budget" in client_.complete(request("M")).error  # the follow-up would be a second request
+        client_.config = config.model_copy(update={"request_budget": 2})
+        client_.requests_sent = 0
+        assert client_.complete(request("M")).text == "same origin ok"
     assert redirecting.authorizations[-1] == f"Bearer {KEY}"
 
 
@@ -128,6 +127,19 @@ def test_a_trickling_server_is_cut_off_at_the_deadline():
         elapsed = time.monotonic() - started
     assert "timeout" in generation.error and trickle.hits == 2
     assert elapsed < 2 * 1.0 + 1.0  # two attempts of at most 1 s each, plus scheduling slack
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    """Quiet; `take_request` reads the body and counts the request on its server."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def take_request(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        owner = self.server.owner
+        owner.hits += 1
+        owner.authorizations.append(self.headers.get("Authorization", ""))
 
 
 class _LocalServer:
@@ -154,20 +166,13 @@ class _LocalServer:
 
 
 class _RedirectServer(_LocalServer):
-    """Answers every POST with a redirect: to `location`, or (307, `forward_to`) to itself at
-    another path that it then answers itself."""
+    """Answers every POST with a redirect: to `location`, or (None) to itself at another path,
+    which it then answers itself."""
 
-    def __init__(self, status: int, location, forward_to=None) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
+    def __init__(self, status: int, location) -> None:
+        class Handler(_CountingHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.hits += 1
-                outer.authorizations.append(self.headers.get("Authorization", ""))
+                self.take_request()
                 if self.path == "/v1/moved/chat/completions":
                     payload = json.dumps({"choices": [{"message": {"content": "same origin ok"}}]}).encode()
                     self.send_response(200)
@@ -187,15 +192,9 @@ class _TrickleServer(_LocalServer):
     """Sends its headers, then one byte of the body every 0.3 s, forever."""
 
     def __init__(self) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(_CountingHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.hits += 1
+                self.take_request()
                 self.send_response(200)
                 self.send_header("Content-Length", "100000")
                 self.end_headers()
