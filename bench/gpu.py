@@ -261,10 +261,10 @@ def pipeline(device: str, smoke: bool, folder: Path, vision_paths: dict[str, Pat
         return {"error": done.stderr[-1500:]}
     run_dir = Path(published_run_dir(str(out)))
     stats, metrics = (json.loads((run_dir / name).read_text()) for name in ("stats.json", "metrics.json"))
-    llm_seconds = metrics.get("models", {}).get("llm", {})
+    llm = next((m for name, m in metrics.get("models", {}).items() if "llm" in name), {})
     return {"images": images, "images_s": round(images / wall, 2), "wall_s": round(wall, 1), "gpu_busy": busy,
             "gpu_busy_after_first_use": busy_active, "new_tokens_per_sample": overrides["synthesize.max_new_tokens"],
-            "llm_metrics": llm_seconds,
+            "llm_metrics": llm,
             "stats": {k: v for k, v in stats.items() if not isinstance(v, list)}, "model_metrics": metrics}
 
 

@@ -3,10 +3,12 @@ device stand-ins whose time is divided by `--speedup` (the pipeline's own cost i
 measured), on the realistic workload with 5% near-duplicate images (near-dedup on) and 10% of
 conversations asking one shared question (question dedup has work).
 
-    .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100]
+    .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100] [--workers 2]
 
-Each size runs in a fresh process (in-process DirectRunner); prints seconds per image, peak RSS
-and both relative to the smallest size.
+Each size runs in a fresh process, on the in-process DirectRunner or (`--workers N`) its
+multi-processing mode with N worker processes; prints seconds per image, the peak RSS of the
+driver process and of the largest worker process (the DirectRunner's own buffers of whole
+PCollections live in the driver; a worker holds bundles), each relative to the smallest size.
 """
 
 from __future__ import annotations
@@ -19,13 +21,38 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 
 
-def one_size(images: int, speedup: float) -> dict:
+def _peak_rss_of_descendants(root: int, peaks: dict[int, int], stop: threading.Event) -> None:
+    """Every second, the peak RSS (VmHWM, kB) of every process below `root`, into `peaks` (Linux)."""
+    while not stop.wait(1.0):
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        below, frontier = set(), {root}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - below
+            below |= frontier
+        for pid in below:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                continue
+            peaks[pid] = max(peaks.get(pid, 0), hwm)
+
+
+def one_size(images: int, speedup: float, workers: int) -> dict:
     os.environ["STANDIN_SPEEDUP"] = str(speedup)  # read when the stand-ins are imported
     sys.path.insert(0, str(BENCH))
     import pipeline_standin
@@ -37,42 +64,56 @@ def one_size(images: int, speedup: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="llavaforge-scaling-"))
     shards = pipeline_standin.build_shards(work, images, near_duplicates=0.05)
     recipe = load_recipe(None, {**workload.RECIPE, "dedup.near.enabled": True})
+    beam_args = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers
+                 else ["--direct_running_mode=in_memory"])
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+    sampler = threading.Thread(target=_peak_rss_of_descendants, args=(os.getpid(), peaks, stop), daemon=True)
+    sampler.start()
     start = time.time()
-    job = run(recipe, shards, str(work / "out"), ["--direct_running_mode=in_memory"])
+    job = run(recipe, shards, str(work / "out"), beam_args)
     wall = time.time() - start
+    stop.set()
+    sampler.join()
     shutil.rmtree(work, ignore_errors=True)
     return {"images": images, "wall_s": wall, "written": job.stats["images_written"],
             "near_duplicates": job.stats["duplicates"],
             "duplicate_questions": job.stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "worker_peak_rss_mb": max(peaks.values(), default=0) / 1024 if workers else None}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--speedup", type=float, default=100.0)
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0: the in-process runner)")
     p.add_argument("--_one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._one:
-        print(json.dumps(one_size(args._one, args.speedup)))
+        print(json.dumps(one_size(args._one, args.speedup, args.workers)))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])}
     rows = []
     for images in args.images:
-        done = subprocess.run([sys.executable, __file__, "--_one", str(images), "--speedup", str(args.speedup)],
-                              capture_output=True, text=True, env=env)
+        done = subprocess.run([sys.executable, __file__, "--_one", str(images), "--speedup", str(args.speedup),
+                               "--workers", str(args.workers)], capture_output=True, text=True, env=env)
         if done.returncode:
             raise SystemExit(done.stderr[-3000:])
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = rows[0]
-    print(f"SIMULATED (stand-ins, device time / {args.speedup:g}); in-process DirectRunner")
-    print(f"{'images':>8}{'wall s':>9}{'ms/image':>10}{'vs first':>9}{'peak RSS MB':>13}{'vs first':>9}"
-          f"{'written':>9}{'dups':>7}{'dup questions':>15}")
+    mode = f"{args.workers} worker processes" if args.workers else "in-process"
+    print(f"SIMULATED (stand-ins, device time / {args.speedup:g}); DirectRunner {mode}")
+    print(f"{'images':>8}{'wall s':>9}{'ms/image':>10}{'vs first':>9}{'driver peak MB':>16}{'vs first':>9}"
+          f"{'worker peak MB':>16}{'vs first':>9}{'written':>9}{'dups':>7}{'dup questions':>15}")
     for r in rows:
         per = 1000 * r["wall_s"] / r["images"]
+        worker = (f"{r['worker_peak_rss_mb']:>16.0f}{r['worker_peak_rss_mb'] / base['worker_peak_rss_mb']:>8.2f}x"
+                  if args.workers else f"{'-':>16}{'':>9}")
         print(f"{r['images']:>8}{r['wall_s']:>9.1f}{per:>10.1f}{per / (1000 * base['wall_s'] / base['images']):>8.2f}x"
-              f"{r['peak_rss_mb']:>13.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{r['written']:>9}"
+              f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}{r['written']:>9}"
               f"{r['near_duplicates']:>7}{r['duplicate_questions']:>15}")
+    print(json.dumps(rows))
 
 
 if __name__ == "__main__":
