@@ -71,14 +71,20 @@ def one_size(images: int, speedup: float, workers: int) -> dict:
     sampler = threading.Thread(target=_peak_rss_of_descendants, args=(os.getpid(), peaks, stop), daemon=True)
     sampler.start()
     start = time.time()
-    job = run(recipe, shards, str(work / "out"), beam_args)
+    try:
+        run(recipe, shards, str(work / "out"), beam_args)
+        failure = None
+    except Exception as e:  # noqa: BLE001 -- a run that fails verification still measured its cost
+        failure = str(e).splitlines()[-1][-300:]
     wall = time.time() - start
     stop.set()
     sampler.join()
+    # What the run wrote (published or not): the run folder's own stats.
+    stats = json.loads(next((work / "out").glob("run-*/stats.json")).read_text())
     shutil.rmtree(work, ignore_errors=True)
-    return {"images": images, "wall_s": wall, "written": job.stats["images_written"],
-            "near_duplicates": job.stats["duplicates"],
-            "duplicate_questions": job.stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
+    return {"images": images, "wall_s": wall, "written": stats["images_written"], "failure": failure,
+            "near_duplicates": stats["duplicates"],
+            "duplicate_questions": stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker_peak_rss_mb": max(peaks.values(), default=0) / 1024 if workers else None}
 
@@ -113,6 +119,8 @@ def main() -> None:
         print(f"{r['images']:>8}{r['wall_s']:>9.1f}{per:>10.1f}{per / (1000 * base['wall_s'] / base['images']):>8.2f}x"
               f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}{r['written']:>9}"
               f"{r['near_duplicates']:>7}{r['duplicate_questions']:>15}")
+        if r["failure"]:
+            print(f"{'':>8}  NOT PUBLISHED: {r['failure']}")
     print(json.dumps(rows))
 
 

@@ -103,3 +103,13 @@ def test_direct_runner_multi_processing_matches_in_process(in_process, tmp_path)
         run(recipe(), INPUTS, output, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert len(watch.pids) >= 2
     assert outcome(output) == in_process
+
+
+def test_multi_processing_with_several_workers_warns_that_large_runs_lose_images(caplog):
+    from llavaforge.runners.options import pipeline_options
+
+    with caplog.at_level("WARNING", logger="llavaforge"):
+        pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=1"])
+        assert not caplog.records
+        pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert "lost images" in caplog.text and "not published" in caplog.text
