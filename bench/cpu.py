@@ -6,7 +6,8 @@ model loads and peak memory count the same way for every variant:
   loop        the same stage functions (read, decode, dedup, annotate and LLM handlers, checks,
               shard writers) called in a plain Python loop in one process: the overhead floor
   pipeline-1  `llavaforge run` on the in-process DirectRunner
-  pipeline-2  `llavaforge run --direct_running_mode=multi_processing --direct_num_workers=2`
+  pipeline-2  `llavaforge run` on Beam's portable job service with 2 SDK worker processes (the
+              DirectRunner's multi-processing mode with 2 workers is refused: it lost images)
 
 and prints one table: records/s (inputs per wall second), ratio to the loop and to one
 process, start-up time (the same variant on a few images) and the steady-state rate after
@@ -19,6 +20,7 @@ it, peak RSS, and the loop's time per stage. Raw numbers go to a JSON file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -176,14 +178,18 @@ def run_variant(name: str, shards: list[str], output: str, overrides: dict) -> d
         cmd = [sys.executable, __file__, "--_loop", json.dumps({"shards": shards, "output": output,
                                                                "overrides": overrides})]
     else:
-        extra = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] if name == "pipeline-2" else []
         cmd = [sys.executable, "-m", "llavaforge.cli", "-q", "run", *[a for s in shards for a in ("--input", s)],
-               "--output", output, *sets, *extra]
-    start = time.perf_counter()
-    # Through a fresh wrapper process: its RUSAGE_CHILDREN peak is this variant's largest
-    # process (the pipeline's worker processes included), not an earlier variant's.
-    done = subprocess.run([sys.executable, __file__, "--_measure", *cmd], capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - start
+               "--output", output, *sets]
+    from llavaforge.runners.portable import job_service
+
+    with job_service(2) if name == "pipeline-2" else contextlib.nullcontext() as service:
+        if service is not None:
+            cmd += service.flags
+        start = time.perf_counter()
+        # Through a fresh wrapper process: its RUSAGE_CHILDREN peak is this variant's largest
+        # process, not an earlier variant's (the job service's workers are not its children).
+        done = subprocess.run([sys.executable, __file__, "--_measure", *cmd], capture_output=True, text=True, cwd=REPO)
+        wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     peak_kb = int(done.stderr.strip().splitlines()[-1].split("=")[1])

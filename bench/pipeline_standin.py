@@ -13,6 +13,7 @@ standalone LLM rate, and the LLM's busy share of the wall time and of its own ac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import io
 import json
@@ -30,6 +31,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import standin  # noqa: E402
 import workload  # noqa: E402
+
+from llavaforge.runners.portable import job_service  # noqa: E402
 
 
 def build_shards(folder: Path, images: int, per_shard: int = 250, near_duplicates: float = 0.0) -> list[str]:
@@ -87,13 +90,20 @@ def busy(log_dir: str, role: str) -> tuple[float, float, float, int]:
             sum(s["items"] for s in spans))
 
 
+def busy_log_dir(work: Path, name: str) -> Path:
+    """The variant's folder of busy intervals, in the environment the stand-ins (and the
+    worker processes started after this) read."""
+    log_dir = work / f"busy-{name}"
+    log_dir.mkdir(exist_ok=True)
+    os.environ["STANDIN_LOG_DIR"] = str(log_dir)
+    return log_dir
+
+
 def run_variant(name: str, shards: list[str], work: Path, beam_args: list[str]) -> dict:
     from llavaforge.config.recipe import load_recipe
     from llavaforge.jobs.run import run
 
-    log_dir = work / f"busy-{name}"
-    log_dir.mkdir()
-    os.environ["STANDIN_LOG_DIR"] = str(log_dir)
+    log_dir = busy_log_dir(work, name)
     recipe = load_recipe(None, dict(workload.RECIPE))
     start = time.time()
     job = run(recipe, shards, str(work / f"out-{name}"), beam_args)
@@ -114,15 +124,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="llavaforge-standin-"))
     shards = build_shards(work, args.images)
     standalone = standalone_llm_samples_per_s()
-    variants = {"in-process": [],
-                f"{args.workers} processes": ["--direct_running_mode=multi_processing",
-                                              f"--direct_num_workers={args.workers}"]}
+    variants = {"in-process": None, f"{args.workers} processes": args.workers}
     print(f"SIMULATED (device stand-ins with H100 per-batch times): {args.images} images 640x480, "
           f"LLM standalone {standalone:.1f} samples/s")
     print(f"{'variant':<14}{'wall s':>8}{'generated':>10}{'written':>9}{'gen/s':>8}{'vs LLM alone':>14}"
           f"{'LLM busy/wall':>15}{'busy/window':>13}{'mean batch':>12}")
-    for name, beam_args in variants.items():
-        r = run_variant(name.replace(" ", "-"), shards, work, beam_args)
+    for name, workers in variants.items():
+        # Worker processes through Beam's portable job service (the DirectRunner's
+        # multi-processing mode with several workers is refused: it lost images).
+        busy_log_dir(work, name.replace(" ", "-"))
+        with job_service(workers) if workers else contextlib.nullcontext() as service:
+            r = run_variant(name.replace(" ", "-"), shards, work, service.flags if service else [])
         rate = r["generated"] / r["wall_s"]
         print(f"{name:<14}{r['wall_s']:>8.1f}{r['generated']:>10}{r['samples']:>9}{rate:>8.2f}{rate / standalone:>13.2f}x"
               f"{r['llm_busy_s'] / r['wall_s']:>14.0%}{r['llm_busy_s'] / max(r['llm_window_s'], 1e-9):>13.0%}"

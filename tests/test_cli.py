@@ -114,22 +114,14 @@ def test_verify_catches_unbalanced_stats(shards, tmp_path):
     assert any(f"inputs {stats['inputs']} != " in p for p in report.problems)
 
 
-def test_multiprocessing_gives_the_same_keys_and_counts(shards, tmp_path):
-    single, multi = tmp_path / "single", tmp_path / "multi"
-    assert run_cli(shards, single) == 0
-    assert run_cli(shards, multi, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
-    assert keys_of(single) == keys_of(multi)
-    counts = ("inputs", "images_written", "images_rejected", "duplicates", "rejects")
-    s1, s2 = (json.loads((published_dir(o) / "stats.json").read_text()) for o in (single, multi))
-    assert {k: s1[k] for k in counts} == {k: s2[k] for k in counts}
-    assert verify(str(multi)).ok
-
-
-def test_multithreaded_direct_runner_is_refused_before_the_output_is_touched(shards, tmp_path, capsys):
+@pytest.mark.parametrize("mode", [["--direct_running_mode=multi_threading"],
+                                  ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]])
+def test_direct_runner_modes_that_lose_elements_are_refused_before_the_output_is_touched(shards, tmp_path, capsys,
+                                                                                          mode):
     out = tmp_path / "out"
     assert run_cli(shards, out) == 0
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    assert run_cli(shards, out, "--direct_running_mode=multi_threading") == 2
+    assert run_cli(shards, out, *mode) == 2
     assert "loses elements" in capsys.readouterr().err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and verify(str(out)).ok
 

@@ -35,7 +35,7 @@ from llavaforge.jobs.prefix import OutputPrefix
 from llavaforge.jobs.publish import Publication, Publish, write_dataset_card
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.runners.metrics import model_metrics, stage_metrics
-from llavaforge.runners.options import pipeline_options, share_cores_between_workers
+from llavaforge.runners.options import pipeline_options
 from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, PROGRESS_DIR, RUN_MARKER, STATS_FILE, is_progress_file,
                                        progress_folder, run_folder)
 from llavaforge.storage import join, json_bytes, read_json, write_atomic
@@ -164,7 +164,6 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
         recipe_hash=recipe.hash(), output=folder, started_at=run_info["started_at"],
         fingerprints={} if launch.dry_run else {url: fingerprint(url) for url in shard_urls}, lease=lease,
         superseded=tuple(ledger.published_folders()) if launch.kind == "run" else ())
-    share_cores_between_workers(launch.options)
     pipeline = beam.Pipeline(options=launch.options)
     # Progress is shown (and so reported by the workers) unless the command line is quiet.
     showing = not launch.dry_run and logging.getLogger("llavaforge").isEnabledFor(logging.INFO)

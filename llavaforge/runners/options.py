@@ -1,14 +1,13 @@
-"""The Beam options a run uses: the runner default, refused modes, unknown flags, threads per
-worker, and the model stages' GPU resource hints (`GpuStageOptions`)."""
+"""The Beam options a run uses: the runner default, refused and warned-of modes, unknown flags,
+and the model stages' GPU resource hints (`GpuStageOptions`)."""
 
 from __future__ import annotations
 
 import difflib
 import logging
-import os
 from typing import Iterable, Optional, Sequence
 
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions, StandardOptions,
                                                   _BeamArgumentParser)
 
 from llavaforge.errors import UsageError
@@ -71,33 +70,30 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     if not standard.runner:
         # Prism, Beam's default local runner, downloads a binary at start: keep runs offline.
         standard.runner = "DirectRunner"
-    if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_threading":
         # Reproduced with plain Beam 2.77 (Create | Reshuffle | FlatMap | GroupByKey | count,
         # 2,048 elements): about one run in three counts a few elements short, with 1 or more
-        # workers. in_memory and multi_processing counted right every time.
+        # workers.
         raise RunnerOptionError(
             "--direct_running_mode=multi_threading loses elements at shuffles in this Beam version "
-            "(a run would silently miss images); use in_memory (the default) or multi_processing")
-    direct = options.view_as(DirectOptions)
+            "(a run would silently miss images); use in_memory (the default) or the portable job "
+            "service for several worker processes (`python -m llavaforge.runners.portable`)")
     if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
-        # Seen in 2 of 2 runs of 10,000 images (bench/scaling.py --workers 2): stripes of every
-        # 4th image lost between stages. Verification refuses such a run, so it is a warning.
+        # bench/scaling.py --workers 2 at 10,000 images: 3 of 3 runs lost images (every 4th over
+        # ranges of shards, as the runner splits a stage's input between workers), and a run
+        # without the LLM lost half the near-duplicate matches, so duplicates were written
+        # without any error. Runs of 1,000 images, and in-process runs of 10,000, counted right.
+        raise RunnerOptionError(
+            "--direct_running_mode=multi_processing with more than one worker loses elements in large "
+            "runs in this Beam version (images, and near-duplicate matches: duplicates written without "
+            "an error); use in_memory (the default) or the portable job service for several worker "
+            "processes (`python -m llavaforge.runners.portable`)")
+    if standard.runner == "PortableRunner" and int(options.view_as(PortableOptions).sdk_worker_parallelism or 1) > 1:
+        # The same 10,000-image run on the portable job service with 2 workers lost records at a
+        # join; the stage refused to go on without them, so the run failed rather than lose them.
         logging.getLogger("llavaforge").warning(
-            "the DirectRunner's multi-processing mode has lost images in large runs (10,000 images); "
-            "a run that loses any fails verification and is not published. The in-process runner "
-            "(the default) has not lost any")
+            "several SDK workers on Beam's local job service have lost elements in runs of 10,000 "
+            "images; a run that loses images fails verification and is not published, but lost "
+            "near-duplicate matches would go unnoticed: for large runs prefer the in-process runner")
     return options
-
-
-def share_cores_between_workers(options: PipelineOptions) -> None:
-    """Give each local worker process its share of the cores for torch/OpenMP threads.
-
-    Every process would otherwise start one thread per core: N workers on N cores then
-    oversubscribe the machine and run slower than one process. Workers inherit the
-    environment; a value the user set is kept."""
-    direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
-        threads = max(1, (os.cpu_count() or 1) // direct.direct_num_workers)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-
-

@@ -3,6 +3,7 @@ is not on a terminal logs plain per-stage lines periodically; `-q` keeps it quie
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 
@@ -11,6 +12,7 @@ import pytest
 from llavaforge.cli import main
 from llavaforge.jobs import progress_display
 from llavaforge.jobs.progress_display import ProgressMonitor, estimate_seconds_left, render
+from llavaforge.runners.portable import job_service
 from tests.conftest import image_bytes, write_tar
 
 
@@ -26,14 +28,18 @@ def progress_lines(capsys) -> list[str]:
     return [line.split(marker, 1)[1] for line in capsys.readouterr().err.splitlines() if marker in line]
 
 
-@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
-def test_a_run_off_a_terminal_logs_periodic_per_stage_lines(tmp_path, shards, capsys, monkeypatch, mode):
+@pytest.mark.parametrize("runner", ["in_memory", "multi_processing", "portable"])
+def test_a_run_off_a_terminal_logs_periodic_per_stage_lines(tmp_path, shards, capsys, monkeypatch, runner):
     monkeypatch.setattr(progress_display, "LOG_EVERY_S", 0.3)
-    args = ["run", "--output", str(tmp_path / "out"), "--preset", "tiny", "--set", "synthesize.tasks=[]",
-            f"--direct_running_mode={mode}", "--direct_num_workers=2"]
+    args = ["run", "--output", str(tmp_path / "out"), "--preset", "tiny", "--set", "synthesize.tasks=[]"]
     for shard in shards:
         args += ["--input", shard]
-    assert main(args) == 0
+    with contextlib.ExitStack() as stack:
+        if runner == "portable":  # two SDK worker processes started by Beam's job service
+            args += stack.enter_context(job_service(workers=2)).flags
+        else:  # multi_processing: the worker is a separate process (more than one is refused)
+            args += [f"--direct_running_mode={runner}", "--direct_num_workers=1"]
+        assert main(args) == 0
     lines = progress_lines(capsys)
     assert sum(line.startswith("progress ") for line in lines) >= 2  # periodic, then the final figures
     final = lines[max(i for i, line in enumerate(lines) if line.startswith("progress    finished")):]

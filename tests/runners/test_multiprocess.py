@@ -97,19 +97,19 @@ def test_portable_job_service_with_two_workers_matches_in_process(in_process, tm
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts worker processes through /proc")
 @pytest.mark.slow
-def test_direct_runner_multi_processing_matches_in_process(in_process, tmp_path):
+def test_direct_runner_multi_processing_with_one_worker_process_matches_in_process(in_process, tmp_path):
     output = str(tmp_path / "multi")
     with WorkerWatch(os.getpid()) as watch:
-        run(recipe(), INPUTS, output, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    assert len(watch.pids) >= 2
+        run(recipe(), INPUTS, output, ["--direct_running_mode=multi_processing", "--direct_num_workers=1"])
+    assert len(watch.pids) >= 1
     assert outcome(output) == in_process
 
 
-def test_multi_processing_with_several_workers_warns_that_large_runs_lose_images(caplog):
+def test_several_workers_on_the_local_job_service_warn_that_large_runs_have_lost_elements(caplog):
     from llavaforge.runners.options import pipeline_options
 
     with caplog.at_level("WARNING", logger="llavaforge"):
-        pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=1"])
+        pipeline_options(portable_args("localhost:8099", workers=1))
         assert not caplog.records
-        pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    assert "lost images" in caplog.text and "not published" in caplog.text
+        pipeline_options(portable_args("localhost:8099", workers=2))
+    assert "lost elements" in caplog.text and "in-process" in caplog.text
