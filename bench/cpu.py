@@ -146,7 +146,7 @@ def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
             return kept
 
         records = timed("synthesize", synthesize, records)
-        checker = _CheckFn(recipe.check)
+        checker = _CheckFn(recipe.check, recipe.synthesize.prompts_dir)
         checker.setup()
 
         def check(found):
