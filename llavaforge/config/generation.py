@@ -1,6 +1,6 @@
-"""Settings of a chat model's generation that do not depend on which stage asks: sampling, and
-an OpenAI-compatible endpoint. Shared by the LLM of `synthesize` and the vision-language model
-roles (`config/vlm.py`)."""
+"""Settings of a chat model's generation that do not depend on which stage asks: sampling, an
+OpenAI-compatible endpoint, and the hf backends' own decoding loop switches. Shared by the LLM
+of `synthesize` and the vision-language model roles (`config/vlm.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,20 @@ from typing import Optional
 from pydantic import Field, field_validator
 
 from llavaforge.config.base import StrictModel
+
+
+def require_static_loop_for_compile(static: Optional[bool], compile: Optional[bool], static_field: str,
+                                    loop_name: str) -> None:
+    """A compiled step needs the fixed shapes of llavaforge's static decoding loop (`loop_name`
+    is how the message calls it)."""
+    if compile and static is False:
+        raise ValueError(f"`compile` needs {loop_name}: leave `{static_field}` unset or true")
+
+
+def static_loop_switches(static: Optional[bool], compile: Optional[bool], on_gpu: bool) -> tuple[bool, bool]:
+    """(static loop, compile) as set, or by default on for a model on the GPU."""
+    static = static if static is not None else on_gpu
+    return static, static and (compile if compile is not None else on_gpu)
 
 
 class SamplingConfig(StrictModel):

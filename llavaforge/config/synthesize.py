@@ -12,7 +12,8 @@ from pydantic import Field, field_validator, model_validator
 
 from llavaforge.config.base import BatchBounds, StrictModel
 # re-exported: the LLM backends import them from here
-from llavaforge.config.generation import OpenAiBackendConfig, SamplingConfig  # noqa: F401
+from llavaforge.config.generation import (OpenAiBackendConfig, SamplingConfig,  # noqa: F401
+                                          require_static_loop_for_compile, static_loop_switches)
 from llavaforge.config.vlm import VlmConfig
 
 DEFAULT_TASK_WEIGHTS = {"conversation": 58.0, "detail": 23.0, "reasoning": 77.0}
@@ -45,14 +46,13 @@ class HfBackendConfig(StrictModel):
 
     @model_validator(mode="after")
     def _compile_needs_static_cache(self) -> "HfBackendConfig":
-        if self.compile and self.static_cache is False:
-            raise ValueError("`compile` needs the static cache (fixed shapes): leave `static_cache` unset or true")
+        require_static_loop_for_compile(self.static_cache, self.compile, "static_cache",
+                                        "the static cache (fixed shapes)")
         return self
 
     def decoding(self, on_gpu: bool) -> tuple[bool, bool]:
         """(static cache, compile) for a model on the GPU or not."""
-        static = self.static_cache if self.static_cache is not None else on_gpu
-        return static, static and (self.compile if self.compile is not None else on_gpu)
+        return static_loop_switches(self.static_cache, self.compile, on_gpu)
 
 
 class VllmBackendConfig(StrictModel):

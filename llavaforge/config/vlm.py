@@ -20,7 +20,8 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from llavaforge.config.base import StrictModel
-from llavaforge.config.generation import OpenAiBackendConfig, SamplingConfig
+from llavaforge.config.generation import (OpenAiBackendConfig, SamplingConfig, require_static_loop_for_compile,
+                                          static_loop_switches)
 from llavaforge.config.models import Device, ModelConfig
 
 VlmBackend = Literal["hf", "vllm", "openai"]
@@ -44,14 +45,12 @@ class VlmHfConfig(StrictModel):
 
     @model_validator(mode="after")
     def _compile_needs_static_decode(self) -> "VlmHfConfig":
-        if self.compile and self.static_decode is False:
-            raise ValueError("`compile` needs static_decode: leave `static_decode` unset or true")
+        require_static_loop_for_compile(self.static_decode, self.compile, "static_decode", "static_decode")
         return self
 
     def decoding(self, on_gpu: bool) -> tuple[bool, bool]:
         """(static decode, compile) for a model on the GPU or not."""
-        static = self.static_decode if self.static_decode is not None else on_gpu
-        return static, static and (self.compile if self.compile is not None else on_gpu)
+        return static_loop_switches(self.static_decode, self.compile, on_gpu)
 
 
 class VlmVllmConfig(StrictModel):
