@@ -3,13 +3,13 @@ device stand-ins whose time is divided by `--speedup` (the pipeline's own cost i
 measured), on the realistic workload with 5% near-duplicate images (near-dedup on) and 10% of
 conversations asking one shared question (question dedup has work).
 
-    .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100] [--workers 2]
+    .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100] [--portable]
 
-Each size runs in a fresh process, on the in-process DirectRunner or (`--workers N`) Beam's
-portable job service with N SDK worker processes; prints seconds per image, the peak RSS of
-the runner (the driver, or the job service, whichever is larger: the local runners' buffers of
-whole PCollections live there) and of the largest worker process, each relative to the smallest
-size.
+Each size runs in a fresh process, on the in-process DirectRunner or (`--portable`) Beam's
+portable job service with its SDK worker a separate process; prints seconds per image, the peak
+RSS of the runner (the driver, or the job service, whichever is larger: the local runner's
+buffers of whole PCollections live there) and of the worker process, each relative to the
+smallest size.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int]
             peaks[pid] = max(peaks.get(pid, 0), hwm)
 
 
-def one_size(images: int, speedup: float, workers: int) -> dict:
+def one_size(images: int, speedup: float, portable: bool) -> dict:
     os.environ["STANDIN_SPEEDUP"] = str(speedup)  # read when the stand-ins are imported
     sys.path.insert(0, str(BENCH))
     import pipeline_standin
@@ -78,10 +78,8 @@ def one_size(images: int, speedup: float, workers: int) -> dict:
     sampler = threading.Thread(target=_peak_rss_of_descendants, args=(os.getpid(), peaks, worker_pids, stop),
                                daemon=True)
     sampler.start()
-    # Worker processes through Beam's portable job service (started here, so it and its workers
-    # are this process's descendants); the DirectRunner's multi-processing mode with several
-    # workers is refused: it lost images at 10,000.
-    with job_service(workers) if workers else contextlib.nullcontext() as service:
+    # Beam's portable job service started here, so it and its worker are this process's descendants.
+    with job_service() if portable else contextlib.nullcontext() as service:
         start = time.time()
         try:
             run(recipe, shards, str(work / "out"), service.flags if service else ["--direct_running_mode=in_memory"])
@@ -100,37 +98,37 @@ def one_size(images: int, speedup: float, workers: int) -> dict:
             "near_duplicates": stats["duplicates"],
             "duplicate_questions": stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
             "peak_rss_mb": runner_kb / 1024,
-            "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if workers else None}
+            "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if portable else None}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--speedup", type=float, default=100.0)
-    p.add_argument("--workers", type=int, default=0,
-                   help="SDK worker processes of the portable job service (0: the in-process runner)")
+    p.add_argument("--portable", action="store_true",
+                   help="on the portable job service, its SDK worker a separate process (default: in-process)")
     p.add_argument("--_one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._one:
-        print(json.dumps(one_size(args._one, args.speedup, args.workers)))
+        print(json.dumps(one_size(args._one, args.speedup, args.portable)))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])}
     rows = []
     for images in args.images:
         done = subprocess.run([sys.executable, __file__, "--_one", str(images), "--speedup", str(args.speedup),
-                               "--workers", str(args.workers)], capture_output=True, text=True, env=env)
+                               *(["--portable"] if args.portable else [])], capture_output=True, text=True, env=env)
         if done.returncode:
             raise SystemExit(done.stderr[-3000:])
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = rows[0]
-    mode = f"portable job service, {args.workers} workers" if args.workers else "in-process DirectRunner"
+    mode = "portable job service, 1 worker process" if args.portable else "in-process DirectRunner"
     print(f"SIMULATED (stand-ins, device time / {args.speedup:g}); {mode}")
     print(f"{'images':>8}{'wall s':>9}{'ms/image':>10}{'vs first':>9}{'runner peak MB':>16}{'vs first':>9}"
           f"{'worker peak MB':>16}{'vs first':>9}{'written':>9}{'dups':>7}{'dup questions':>15}")
     for r in rows:
         per = 1000 * r["wall_s"] / r["images"]
         worker = (f"{r['worker_peak_rss_mb']:>16.0f}{r['worker_peak_rss_mb'] / base['worker_peak_rss_mb']:>8.2f}x"
-                  if args.workers else f"{'-':>16}{'':>9}")
+                  if args.portable else f"{'-':>16}{'':>9}")
         print(f"{r['images']:>8}{r['wall_s']:>9.1f}{per:>10.1f}{per / (1000 * base['wall_s'] / base['images']):>8.2f}x"
               f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}{r['written']:>9}"
               f"{r['near_duplicates']:>7}{r['duplicate_questions']:>15}")

@@ -115,9 +115,10 @@ def test_verify_catches_unbalanced_stats(shards, tmp_path):
 
 
 @pytest.mark.parametrize("mode", [["--direct_running_mode=multi_threading"],
-                                  ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]])
-def test_direct_runner_modes_that_lose_elements_are_refused_before_the_output_is_touched(shards, tmp_path, capsys,
-                                                                                          mode):
+                                  ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                                  ["--runner=PortableRunner", "--job_endpoint=localhost:1", "--sdk_worker_parallelism=2"]])
+def test_local_runner_modes_that_lose_elements_are_refused_before_the_output_is_touched(shards, tmp_path, capsys,
+                                                                                         mode):
     out = tmp_path / "out"
     assert run_cli(shards, out) == 0
     before = sorted(p.relative_to(out) for p in out.rglob("*"))

@@ -1,10 +1,9 @@
-"""The Beam options a run uses: the runner default, refused and warned-of modes, unknown flags,
+"""The Beam options a run uses: the runner default, refused modes, unknown flags,
 and the model stages' GPU resource hints (`GpuStageOptions`)."""
 
 from __future__ import annotations
 
 import difflib
-import logging
 from typing import Iterable, Optional, Sequence
 
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions, StandardOptions,
@@ -64,6 +63,22 @@ def flags_for_command_substitution(flags: Sequence[str]) -> str:
     return " ".join(flags)
 
 
+def _workers_per_stage(options: PipelineOptions) -> Optional[str]:
+    """The flag that asks Beam's local runner (FnApiRunner) for several workers per stage, if any.
+
+    Both local multi-worker paths end in its ParallelBundleManager, which splits a stage's input
+    between workers that run at once: at 10,000 images it lost images (3 of 3 runs), half the
+    near-duplicate matches, and records before a join; run one after the other, or with one
+    worker, the same parts count right."""
+    if options.view_as(StandardOptions).runner == "PortableRunner":
+        count = int(float(options.view_as(PortableOptions).sdk_worker_parallelism or 1))
+        return f"--sdk_worker_parallelism={count}" if count > 1 else None
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
+        return f"--direct_running_mode=multi_processing with --direct_num_workers={direct.direct_num_workers}"
+    return None
+
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
@@ -77,23 +92,12 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
         # workers.
         raise RunnerOptionError(
             "--direct_running_mode=multi_threading loses elements at shuffles in this Beam version "
-            "(a run would silently miss images); use in_memory (the default) or the portable job "
-            "service for several worker processes (`python -m llavaforge.runners.portable`)")
-    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
-        # bench/scaling.py --workers 2 at 10,000 images: 3 of 3 runs lost images (every 4th over
-        # ranges of shards, as the runner splits a stage's input between workers), and a run
-        # without the LLM lost half the near-duplicate matches, so duplicates were written
-        # without any error. Runs of 1,000 images, and in-process runs of 10,000, counted right.
+            "(a run would silently miss images); use in_memory (the default)")
+    workers = _workers_per_stage(options)
+    if workers:
         raise RunnerOptionError(
-            "--direct_running_mode=multi_processing with more than one worker loses elements in large "
-            "runs in this Beam version (images, and near-duplicate matches: duplicates written without "
-            "an error); use in_memory (the default) or the portable job service for several worker "
-            "processes (`python -m llavaforge.runners.portable`)")
-    if standard.runner == "PortableRunner" and int(options.view_as(PortableOptions).sdk_worker_parallelism or 1) > 1:
-        # The same 10,000-image run on the portable job service with 2 workers lost records at a
-        # join; the stage refused to go on without them, so the run failed rather than lose them.
-        logging.getLogger("llavaforge").warning(
-            "several SDK workers on Beam's local job service have lost elements in runs of 10,000 "
-            "images; a run that loses images fails verification and is not published, but lost "
-            "near-duplicate matches would go unnoticed: for large runs prefer the in-process runner")
+            f"{workers}: Beam's local runner loses elements when several workers run one stage at once "
+            "(reproduced with plain Beam 2.77: bench/repro_parallel_loss.py; images and near-duplicate "
+            "matches would be missing without an error); run with one worker: in_memory (the default), "
+            "or the portable job service (`python -m llavaforge.runners.portable`) for a separate worker process")
     return options

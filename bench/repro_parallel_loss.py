@@ -1,0 +1,63 @@
+"""Not a benchmark: the plain-Beam reproduction behind llavaforge's refusal of several workers
+on Beam's local runner (`runners/options.py`), in the shape of near-dedup.
+
+10,000 elements of 80 KB each are keyed two ways and joined with CoGroupByKey: every element
+with itself, and the 5% that have a near twin with a marker. Counted after the join: elements
+kept + elements dropped must equal the elements made.
+
+    .venv/bin/python bench/repro_parallel_loss.py [--elements 10000] [--bytes 80000] [--workers 2]
+
+Beam 2.77, 2 CPU cores: `--workers 1` (one SDK worker process) counts right; `--workers 2`
+(DirectRunner multi_processing: the FnApiRunner splits each stage between 2 workers running at
+once) counts short in every run at 10,000 x 80 KB, silently. The same 2 workers with the stage
+parts run one after the other count right, as do 10,000 x 8 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+PER_SHARD = 250
+
+
+def make(shard: int, elements: int, size: int):
+    rng = random.Random(shard)
+    for i in range(shard * PER_SHARD, min(elements, (shard + 1) * PER_SHARD)):
+        yield f"k{i:07d}", rng.randbytes(size)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--elements", type=int, default=10_000)
+    p.add_argument("--bytes", type=int, default=80_000)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="repro-parallel-loss-"))
+    shards = list(range((args.elements + PER_SHARD - 1) // PER_SHARD))
+    options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                               f"--direct_num_workers={args.workers}"])
+    with beam.Pipeline(options=options) as pipeline:
+        items = (pipeline | beam.Create(shards) | beam.Reshuffle()
+                 | beam.FlatMap(make, args.elements, args.bytes))
+        markers = (items | beam.Filter(lambda kv: int(kv[0][1:]) % 20 == 1)
+                   | beam.Map(lambda kv: (kv[0], True)) | "OneMarker" >> beam.CombinePerKey(any))
+        kept = ({"items": items, "markers": markers} | beam.CoGroupByKey()
+                | beam.FlatMap(lambda kv: [] if list(kv[1]["markers"]) else list(kv[1]["items"])))
+        for name, pcoll in (("kept", kept), ("markers", markers)):
+            _ = (pcoll | f"Count{name}" >> beam.combiners.Count.Globally()
+                 | f"Write{name}" >> beam.Map(lambda n, name=name: (out / name).write_text(str(n))))
+    kept, dropped = int((out / "kept").read_text()), int((out / "markers").read_text())
+    expected_dropped = sum(1 for i in range(args.elements) if i % 20 == 1)
+    print(f"workers={args.workers} elements={args.elements} x {args.bytes} B: kept {kept} + dropped {dropped} "
+          f"= {kept + dropped} (expected {args.elements - expected_dropped} + {expected_dropped})")
+    print("OK" if (kept, dropped) == (args.elements - expected_dropped, expected_dropped) else "ELEMENTS LOST")
+
+
+if __name__ == "__main__":
+    main()
