@@ -1,8 +1,9 @@
 """The few filesystem operations the guarantees rest on, for every fsspec filesystem.
 
 - `write_atomic`: a reader sees the old file or the new one, never a part. Local disks: a
-  temporary file in the same folder, then `os.replace`. Object stores: one object PUT, which
-  is atomic by itself.
+  temporary file in the same folder, then `os.replace` (synced first unless the file is
+  scratch that no crash needs to survive). Object stores: one object PUT, which is atomic by
+  itself.
 - `create_exclusive`: create a file only if it does not exist; exactly one of two racing
   writers wins. Local disks: `os.link` of a complete temporary file (fails when the name
   exists). Object stores: fsspec's `mode="create"`, which gcsfs and s3fs send as a
@@ -31,22 +32,24 @@ def is_local(fs) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _complete_temporary(path: str, data: bytes) -> str:
-    """`data` written and synced to a temporary file beside `path`; returns its name."""
+def _complete_temporary(path: str, data: bytes, durable: bool = True) -> str:
+    """`data` written (and, when `durable`, synced) to a temporary file beside `path`; returns
+    its name."""
     folder, name = os.path.split(path)
     os.makedirs(folder or ".", exist_ok=True)
     temporary = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
     with open(temporary, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     return temporary
 
 
-def write_atomic(url: str, data: bytes) -> None:
+def write_atomic(url: str, data: bytes, durable: bool = True) -> None:
     fs, path = url_to_fs(url)
     if is_local(fs):
-        temporary = _complete_temporary(path, data)
+        temporary = _complete_temporary(path, data, durable)
         try:
             os.replace(temporary, path)
         except OSError:
@@ -86,3 +89,8 @@ def read_json(url: str) -> Optional[Any]:
             return json.loads(f.read())
     except FileNotFoundError:
         return None
+
+
+def read_bytes(url: str) -> bytes:
+    with fsspec.open(url, "rb") as f:
+        return f.read()

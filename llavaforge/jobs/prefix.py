@@ -6,8 +6,9 @@ Rules (checked before anything is touched):
 - the prefix is missing, empty, or carries llavaforge's marker for the same kind of job (a
   `run` prefix holds one published output, a `nightly` prefix a history of runs);
 - llavaforge deletes only run folders of its own (named `run-ID` / `dt=DATE/run-ID`) that the
-  ledger does not publish, and in them only the files a run writes (`layout.is_run_file`):
-  anything else in the prefix is never touched.
+  ledger does not publish, and in them only the files a run writes (`layout.is_run_file`),
+  and the image bytes its runs stage (`_staging/run-ID/`, `layout.is_staged_file`): anything
+  else in the prefix is never touched.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from fsspec.core import url_to_fs
 
 from llavaforge import __version__
 from llavaforge.errors import UsageError
-from llavaforge.schemas.layout import PREFIX_MARKER, RUN_FOLDER_PATTERNS, is_run_file, run_id_of_folder
+from llavaforge.schemas.layout import (PREFIX_MARKER, RUN_FOLDER_PATTERNS, STAGING_DIR, is_run_file, is_staged_file,
+                                       run_id_of_folder, staging_folder)
 from llavaforge.storage import create_exclusive, join, json_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,18 @@ class OutputPrefix:
             log.warning("left %d file(s) llavaforge did not write in %s: %s", len(left), folder, left[:5])
         _remove_empty_dirs(self.fs, folder)
         return left
+
+
+    def remove_staging(self, run_id: Optional[str] = None) -> None:
+        """Delete the image bytes staged by one run (by every run when None: only with the
+        prefix's lease held, when no run is going on); only files llavaforge stages."""
+        pattern = staging_folder(run_id or "*")
+        for folder in self.fs.glob(self.path_of(pattern)):
+            for path in self.fs.find(folder):
+                if is_staged_file(posixpath.basename(path)):
+                    self.fs.rm_file(path)
+            _remove_empty_dirs(self.fs, folder)
+        _remove_empty_dirs(self.fs, self.path_of(STAGING_DIR))
 
 
 def _remove_empty_dirs(fs, folder: str) -> None:

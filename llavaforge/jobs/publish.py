@@ -3,7 +3,7 @@
 It receives the run's stats once the run folder is complete and then, on whichever worker:
 verifies the folder from its files, records each input shard's outcome, writes the key index
 (nightly), commits the ledger entry that publishes the folder, removes the output it replaces
-(`run` prefixes) and releases the prefix's lease. A job launched by a Flex Template,
+(`run` prefixes) and the run's staged image bytes, and releases the prefix's lease. A job launched by a Flex Template,
 Cloud Scheduler or Airflow, whose launcher never waits, therefore still publishes exactly
 once; a driver that waits only reports. Every step is idempotent, so a retried bundle redoes
 nothing twice; a crash before the commit leaves the previous output published and this
@@ -12,6 +12,7 @@ folder unpublished.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -127,6 +128,8 @@ def publish(publication: Publication, stats: dict[str, Any]) -> RunEntry:
     stall_at("after-commit")
     for folder in p.superseded:
         prefix.remove_run_folder(folder)
+    with contextlib.suppress(OSError):  # what is left goes when the next job takes the prefix
+        prefix.remove_staging(p.run_id)
     if p.lease is not None:
         p.lease.release()
     return entry

@@ -7,7 +7,8 @@ Order, for `run` and `nightly` alike:
 3. the prefix claimed and its lease taken; run folders of earlier jobs that are not
    published (crashed) or no longer published (superseded) removed;
 4. the run folder started and the graph built with `Publish` as its last step, which verifies
-   and commits the folder from inside the job;
+   and commits the folder from inside the job, then removes the images' bytes the job staged
+   (a job that fails leaves them, like its run folder, to the next job on the prefix);
 5. run. A driver that waits keeps the lease alive and reports what the job published; one
    whose runner does not wait (templates) leaves the lease to the job.
 """
@@ -37,7 +38,7 @@ from llavaforge.pipelines.build import build_pipeline
 from llavaforge.runners.metrics import model_metrics, stage_metrics
 from llavaforge.runners.options import pipeline_options
 from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, PROGRESS_DIR, RUN_MARKER, STATS_FILE, is_progress_file,
-                                       progress_folder, run_folder)
+                                       progress_folder, run_folder, staging_folder)
 from llavaforge.storage import join, json_bytes, read_json, write_atomic
 from llavaforge.transforms.read import match_inputs
 
@@ -98,8 +99,9 @@ def take_prefix(launch: Launch, run_id: str) -> leases.Lease:
 
 
 def remove_leftovers(prefix: OutputPrefix, ledger: Ledger) -> None:
-    """Run folders no ledger entry publishes (crashed jobs, replaced outputs) and key indexes of
-    runs without an entry: only ever llavaforge's own files (`OutputPrefix.remove_run_folder`)."""
+    """Run folders no ledger entry publishes (crashed jobs, replaced outputs), key indexes of
+    runs without an entry, and what running jobs leave while they run (progress counters,
+    staged image bytes): only ever llavaforge's own files (`OutputPrefix.remove_run_folder`)."""
     published = set(ledger.published_folders())
     for folder in prefix.run_folders():
         if folder not in published:
@@ -113,6 +115,7 @@ def remove_leftovers(prefix: OutputPrefix, ledger: Ledger) -> None:
     for path in prefix.fs.glob(prefix.path_of(f"{PROGRESS_DIR}/run-*/*.json")):
         if is_progress_file(posixpath.basename(path)):
             prefix.fs.rm_file(path)
+    prefix.remove_staging()
 
 
 def resource_hints(applied) -> dict[str, str]:
@@ -169,7 +172,8 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
     showing = not launch.dry_run and logging.getLogger("llavaforge").isEnabledFor(logging.INFO)
     progress_url = prefix.url_of(progress_folder(run_id)) if showing else None
     with progress.reporting_to(progress_url):
-        stats = build_pipeline(pipeline, recipe, shard_urls, run_dir, run_info, published_keys)
+        stats = build_pipeline(pipeline, recipe, shard_urls, run_dir, run_info, published_keys,
+                               staging=prefix.url_of(staging_folder(run_id)))
     _ = stats | "Publish" >> Publish(publication)
     if launch.dry_run:
         if launch.options.view_as(StandardOptions).runner in ("DataflowRunner", "dataflow"):

@@ -22,6 +22,7 @@ from llavaforge.transforms.published import DropPublished
 from llavaforge.transforms.question_dedup import QuestionDedup
 from llavaforge.transforms.read import ReadShards
 from llavaforge.transforms.review import HoldForReview
+from llavaforge.transforms.staging import StageImages
 from llavaforge.transforms.synthesize import Synthesize
 from llavaforge.transforms.verify import Verify
 from llavaforge.transforms.write import WriteOutputs
@@ -78,15 +79,20 @@ def enabled_stages(recipe: Recipe, hints: Optional[dict[str, str]] = None) -> li
 
 
 def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, shard_urls: list[str], output: str,
-                   run_info: dict[str, Any], published_keys: Optional[list[str]] = None):
+                   run_info: dict[str, Any], published_keys: Optional[list[str]] = None,
+                   staging: Optional[str] = None):
     """Add the whole flow to `pipeline`, writing into the run folder `output`; returns the
     one-element PCollection of the run's stats (emitted once stats.json is written).
 
     `published_keys`: key index files of earlier runs (nightly); images found there are
-    counted as duplicates instead of written again. None: no such filter."""
+    counted as duplicates instead of written again. None: no such filter.
+    `staging`: a folder for the images' bytes from decode to write, so that records cross
+    stage boundaries without them. None: records carry their bytes."""
     provenance = Provenance(version=__version__, recipe_hash=recipe.hash(), run_id=run_info["run_id"])
     samples, read_rejects = pipeline | "ReadShards" >> ReadShards(shard_urls, recipe.read)
     records, decode_rejects = samples | "Decode" >> Decode(recipe.decode, provenance)
+    if staging is not None:
+        records = records | "StageImages" >> StageImages(staging)
     records, duplicates = records | "Dedup" >> ExactDedup()
     rejects = [read_rejects, decode_rejects, duplicates]
     if published_keys is not None:

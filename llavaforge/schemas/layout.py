@@ -5,6 +5,7 @@
     PREFIX/README.md                   dataset card: `load_dataset(PREFIX)` reads what is published
     PREFIX/_lease.json                 held by the one run working on the prefix (expires)
     PREFIX/_progress/run-ID/*.json     counters the running job's workers write (removed after)
+    PREFIX/_staging/run-ID/KEY.EXT     image bytes from decode to write (removed after)
     PREFIX/_ledger/NNNNNNNN.json       the commit log: entry N publishes one run folder
     PREFIX/_ledger/keys/run-ID.parquet keys a run published (nightly)
     PREFIX/run-ID/                     a `run`'s folder        } published once their ledger
@@ -27,6 +28,7 @@ PREFIX_MARKER = "_llavaforge.json"
 DATASET_CARD = "README.md"
 LEASE_FILE = "_lease.json"
 PROGRESS_DIR = "_progress"
+STAGING_DIR = "_staging"
 LEDGER_DIR = "_ledger"
 KEYS_DIR = f"{LEDGER_DIR}/keys"
 RUN_MARKER = "_run.json"
@@ -71,6 +73,20 @@ def progress_folder(run_id: str) -> str:
 
 def is_progress_file(name: str) -> bool:
     return bool(_PROGRESS_FILE.match(name))
+
+
+def staging_folder(run_id: str) -> str:
+    """Where a run stages its images' bytes between decode and write, relative to the prefix."""
+    return f"{STAGING_DIR}/run-{run_id}"
+
+
+_STAGED_FILE = re.compile(r"^(?:[0-9a-f]{32}\.[a-z]{3,4}|\.[0-9a-f]{32}\.[a-z]{3,4}\.tmp-[0-9a-f]{12})$")
+
+
+def is_staged_file(name: str) -> bool:
+    """Whether a file name in a staging folder is one llavaforge writes (a staged image, or the
+    temporary file of one being written)."""
+    return bool(_STAGED_FILE.match(name))
 
 
 def ledger_entry(seq: int) -> str:

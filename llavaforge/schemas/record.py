@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from collections import Counter
 from typing import Any, Iterable, Optional
 
+from llavaforge.storage import read_bytes
+
 KEY_HEX_CHARS = 32
 
 
@@ -51,6 +53,14 @@ class Source:
 
 @dataclass
 class ImageInfo:
+    """An image's bytes and what decode measured of them.
+
+    Once `staged` names a copy of the bytes (a run stages them right after decode), the record
+    crosses stage boundaries without them: pickling leaves `data` out, and the first read of
+    `data` on the other side loads it from `staged`. Stages that never look at pixels (dedup,
+    the LLM, checks) then never move image bytes, and a runner that buffers whole stages holds
+    keys and text rather than images."""
+
     data: bytes  # the bytes written to outputs (original when kept, else re-encoded)
     format: str  # lower-case file extension of `data`: jpg, png, webp
     width: int
@@ -58,6 +68,22 @@ class ImageInfo:
     sha256: str  # of `data`, the bytes written
     phash: str  # 64-bit perceptual hash, hex
     source_sha256: str = ""  # of the input bytes as read (the key and exact dedup come from it)
+    staged: str = ""  # URL of a copy of `data`, or "" when the record carries its bytes
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.staged:
+            return self.__dict__
+        return {name: value for name, value in self.__dict__.items() if name != "data"}
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for attributes the instance lacks: `data` of a staged image after unpickling.
+        if name == "data" and self.__dict__.get("staged"):
+            try:
+                self.data = read_bytes(self.staged)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"staged bytes of this image are gone: {self.staged}") from e
+            return self.data
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 SOURCE_MODEL = "source"  # the `Caption.model` of text that came with the image (untrusted)

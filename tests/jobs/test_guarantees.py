@@ -82,9 +82,14 @@ def test_cleanup_removes_only_what_llavaforge_wrote(tmp_path, shard):
     first = published_dir(out)
     (out / "README-mine.txt").write_text("mine")
     (first / "my-notes.txt").write_text("also mine")
+    dead_staging = out / "_staging" / "run-20240101T000000-aaaaaaaa"  # what a crashed job staged
+    dead_staging.mkdir(parents=True)
+    (dead_staging / f"{'a' * 32}.jpg").write_bytes(b"staged")
+    (dead_staging / "mine.txt").write_text("mine too")
     assert main(["-q", "run", "--input", shard, "--output", str(out)]) == 0
     assert (out / "README-mine.txt").read_text() == "mine"
     assert (first / "my-notes.txt").read_text() == "also mine"
+    assert sorted(p.name for p in (out / "_staging").rglob("*")) == ["mine.txt", dead_staging.name]
     assert sorted(p.name for p in first.rglob("*")) == ["my-notes.txt"]  # its own files went
     assert verify(str(out)).ok
 
@@ -100,6 +105,7 @@ def test_kill_9_during_a_rerun_leaves_the_old_or_the_new_output(tmp_path, shard,
     with stalled(["run", "--input", shard, "--output", str(out)], point, tmp_path / "stalled") as child:
         pass
     assert child.returncode == -signal.SIGKILL
+    assert list((out / "_staging").glob("run-*/*.jpg"))  # the killed job's image bytes stay until the next job
     report = verify(str(out))
     assert report.ok, report.problems
     now = published_run(out)
@@ -111,6 +117,7 @@ def test_kill_9_during_a_rerun_leaves_the_old_or_the_new_output(tmp_path, shard,
     # The next run takes the dead run's lease at once and leaves exactly one run folder.
     assert main(["-q", "run", "--input", shard, "--output", str(out)]) == 0
     assert verify(str(out)).ok and len(OutputPrefix.of(str(out)).run_folders()) == 1
+    assert not (out / "_staging").exists()
 
 
 @pytest.mark.slow
