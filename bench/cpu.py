@@ -1,4 +1,4 @@
-"""CPU benchmark: `llavaforge run` against the plain-loop floor, in one process and with a worker process.
+"""CPU benchmark: `llavaforge run` against the plain-loop floor, and 1 vs 2 worker processes.
 
 Builds synthetic JPEG tar shards, then runs, each in a fresh Python process so imports,
 model loads and peak memory count the same way for every variant:
@@ -6,8 +6,8 @@ model loads and peak memory count the same way for every variant:
   loop        the same stage functions (read, decode, dedup, annotate and LLM handlers, checks,
               shard writers) called in a plain Python loop in one process: the overhead floor
   pipeline-1  `llavaforge run` on the in-process DirectRunner
-  portable    `llavaforge run` on Beam's portable job service, its SDK worker a separate process
-              (several workers per stage are refused: Beam's local runner loses elements with them)
+  pipeline-2  `llavaforge run` on the DirectRunner's multi-processing mode with 2 SDK worker processes
+  service-2   `llavaforge run` on Beam's portable job service with 2 SDK worker processes
 
 and prints one table: records/s (inputs per wall second), ratio to the loop and to one
 process, start-up time (the same variant on a few images) and the steady-state rate after
@@ -182,12 +182,14 @@ def run_variant(name: str, shards: list[str], output: str, overrides: dict) -> d
                "--output", output, *sets]
     from llavaforge.runners.portable import job_service
 
-    with job_service() if name == "portable" else contextlib.nullcontext() as service:
+    if name == "pipeline-2":
+        cmd += ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    with job_service(2) if name == "service-2" else contextlib.nullcontext() as service:
         if service is not None:
             cmd += service.flags
         start = time.perf_counter()
         # Through a fresh wrapper process: its RUSAGE_CHILDREN peak is this variant's largest
-        # process, not an earlier variant's (the job service's worker is not its child).
+        # process, not an earlier variant's (the job service's workers are not its children).
         done = subprocess.run([sys.executable, __file__, "--_measure", *cmd], capture_output=True, text=True, cwd=REPO)
         wall = time.perf_counter() - start
     if done.returncode != 0:
@@ -237,7 +239,7 @@ def main() -> None:
     small_folder = work / "small"
     small_folder.mkdir()
     small = build_shards(small_folder, 2 * args.shards, args.shards, args.side)
-    variants = ("loop", "pipeline-1", "portable")
+    variants = ("loop", "pipeline-1", "pipeline-2", "service-2")
     results = {name: run_variant(name, shards, str(work / name), overrides) for name in variants}
     startup = {name: run_variant(name, small, str(work / f"{name}-small"), overrides) for name in variants}
     for name, r in results.items():

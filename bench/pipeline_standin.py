@@ -1,10 +1,10 @@
 """SIMULATED: does the pipeline keep its slowest model busy? The realistic workload
 (bench/workload.py) through the whole pipeline with every model role replaced by a device
 stand-in (bench/standin.py: sleeps for the per-batch time measured on one H100), in-process
-and on the portable job service (the SDK worker a separate process), against the LLM stand-in's standalone rate (full batches back to
+and with worker processes, against the LLM stand-in's standalone rate (full batches back to
 back), computed from the same per-batch model in the same run.
 
-    .venv/bin/python bench/pipeline_standin.py [--images 1000]
+    .venv/bin/python bench/pipeline_standin.py [--images 1000] [--workers 2]
 
 Prints, per variant: wall time, samples written, samples/s end to end, the ratio to the
 standalone LLM rate, and the LLM's busy share of the wall time and of its own active window.
@@ -117,20 +117,22 @@ def run_variant(name: str, shards: list[str], work: Path, beam_args: list[str]) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])
     patch_models()
     work = Path(tempfile.mkdtemp(prefix="llavaforge-standin-"))
     shards = build_shards(work, args.images)
     standalone = standalone_llm_samples_per_s()
-    variants = {"in-process": False, "job service": True}
+    variants = {"in-process": None, f"{args.workers} processes": args.workers}
     print(f"SIMULATED (device stand-ins with H100 per-batch times): {args.images} images 640x480, "
           f"LLM standalone {standalone:.1f} samples/s")
     print(f"{'variant':<14}{'wall s':>8}{'generated':>10}{'written':>9}{'gen/s':>8}{'vs LLM alone':>14}"
           f"{'LLM busy/wall':>15}{'busy/window':>13}{'mean batch':>12}")
-    for name, portable in variants.items():
+    for name, workers in variants.items():
+        # Worker processes through Beam's portable job service.
         busy_log_dir(work, name.replace(" ", "-"))
-        with job_service() if portable else contextlib.nullcontext() as service:
+        with job_service(workers) if workers else contextlib.nullcontext() as service:
             r = run_variant(name.replace(" ", "-"), shards, work, service.flags if service else [])
         rate = r["generated"] / r["wall_s"]
         print(f"{name:<14}{r['wall_s']:>8.1f}{r['generated']:>10}{r['samples']:>9}{rate:>8.2f}{rate / standalone:>13.2f}x"

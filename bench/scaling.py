@@ -3,13 +3,14 @@ device stand-ins whose time is divided by `--speedup` (the pipeline's own cost i
 measured), on the realistic workload with 5% near-duplicate images (near-dedup on) and 10% of
 conversations asking one shared question (question dedup has work).
 
-    .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100] [--portable]
+    .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100] [--workers 2 [--multi-processing]]
 
-Each size runs in a fresh process, on the in-process DirectRunner or (`--portable`) Beam's
-portable job service with its SDK worker a separate process; prints seconds per image, the peak
-RSS of the runner (the driver, or the job service, whichever is larger: the local runner's
-buffers of whole PCollections live there) and of the worker process, each relative to the
-smallest size.
+Each size runs in a fresh process, on the in-process DirectRunner or, with `--workers N`, N SDK
+worker processes: Beam's portable job service, or the DirectRunner's multi-processing mode
+(`--multi-processing`); prints seconds per image, the peak RSS of
+the runner (the driver, or the job service, whichever is larger: the local runners' buffers of
+whole PCollections live there) and of the largest worker process, each relative to the smallest
+size.
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int]
                 with open(f"/proc/{pid}/status") as f:
                     hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if WORKER_SCRIPT.encode() in f.read():
+                    command = f.read()
+                    if WORKER_SCRIPT.encode() in command or b"sdk_worker_main" in command:
                         workers.add(pid)
             except (OSError, StopIteration):
                 continue
             peaks[pid] = max(peaks.get(pid, 0), hwm)
 
 
-def one_size(images: int, speedup: float, portable: bool) -> dict:
+def one_size(images: int, speedup: float, workers: int, multi_processing: bool) -> dict:
     os.environ["STANDIN_SPEEDUP"] = str(speedup)  # read when the stand-ins are imported
     sys.path.insert(0, str(BENCH))
     import pipeline_standin
@@ -78,11 +80,17 @@ def one_size(images: int, speedup: float, portable: bool) -> dict:
     sampler = threading.Thread(target=_peak_rss_of_descendants, args=(os.getpid(), peaks, worker_pids, stop),
                                daemon=True)
     sampler.start()
-    # Beam's portable job service started here, so it and its worker are this process's descendants.
-    with job_service() if portable else contextlib.nullcontext() as service:
+    # Beam's portable job service is started here, so it and its workers are this process's descendants.
+    with job_service(workers) if workers and not multi_processing else contextlib.nullcontext() as service:
+        if service is not None:
+            beam_args = service.flags
+        elif workers:
+            beam_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+        else:
+            beam_args = ["--direct_running_mode=in_memory"]
         start = time.time()
         try:
-            run(recipe, shards, str(work / "out"), service.flags if service else ["--direct_running_mode=in_memory"])
+            run(recipe, shards, str(work / "out"), beam_args)
             failure = None
         except Exception as e:  # noqa: BLE001 -- a run that fails verification still measured its cost
             failure = str(e).splitlines()[-1][-300:]
@@ -98,37 +106,42 @@ def one_size(images: int, speedup: float, portable: bool) -> dict:
             "near_duplicates": stats["duplicates"],
             "duplicate_questions": stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
             "peak_rss_mb": runner_kb / 1024,
-            "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if portable else None}
+            "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if workers else None}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--speedup", type=float, default=100.0)
-    p.add_argument("--portable", action="store_true",
-                   help="on the portable job service, its SDK worker a separate process (default: in-process)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="SDK worker processes (0: the in-process runner)")
+    p.add_argument("--multi-processing", action="store_true",
+                   help="the workers of the DirectRunner's multi-processing mode (default: of the portable job service)")
     p.add_argument("--_one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._one:
-        print(json.dumps(one_size(args._one, args.speedup, args.portable)))
+        print(json.dumps(one_size(args._one, args.speedup, args.workers, args.multi_processing)))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])}
     rows = []
     for images in args.images:
         done = subprocess.run([sys.executable, __file__, "--_one", str(images), "--speedup", str(args.speedup),
-                               *(["--portable"] if args.portable else [])], capture_output=True, text=True, env=env)
+                               "--workers", str(args.workers), *(["--multi-processing"] if args.multi_processing else [])],
+                              capture_output=True, text=True, env=env)
         if done.returncode:
             raise SystemExit(done.stderr[-3000:])
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = rows[0]
-    mode = "portable job service, 1 worker process" if args.portable else "in-process DirectRunner"
+    mode = ("in-process DirectRunner" if not args.workers else
+            f"DirectRunner multi-processing, {args.workers} workers" if args.multi_processing else
+            f"portable job service, {args.workers} workers")
     print(f"SIMULATED (stand-ins, device time / {args.speedup:g}); {mode}")
     print(f"{'images':>8}{'wall s':>9}{'ms/image':>10}{'vs first':>9}{'runner peak MB':>16}{'vs first':>9}"
           f"{'worker peak MB':>16}{'vs first':>9}{'written':>9}{'dups':>7}{'dup questions':>15}")
     for r in rows:
         per = 1000 * r["wall_s"] / r["images"]
         worker = (f"{r['worker_peak_rss_mb']:>16.0f}{r['worker_peak_rss_mb'] / base['worker_peak_rss_mb']:>8.2f}x"
-                  if args.portable else f"{'-':>16}{'':>9}")
+                  if args.workers else f"{'-':>16}{'':>9}")
         print(f"{r['images']:>8}{r['wall_s']:>9.1f}{per:>10.1f}{per / (1000 * base['wall_s'] / base['images']):>8.2f}x"
               f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}{r['written']:>9}"
               f"{r['near_duplicates']:>7}{r['duplicate_questions']:>15}")

@@ -39,7 +39,7 @@ with DAG("llavaforge_nightly_dataflow", **NIGHTLY) as dataflow_dag:
     )
 
 with DAG("llavaforge_nightly_local", **NIGHTLY) as local_dag:
-    # llavaforge's portable job service (its SDK worker a separate process): deploy/portable_main.py
+    # llavaforge's portable job service with 2 SDK worker processes: deploy/portable_main.py
     # starts it for the run and stops it after. The checkout's own virtualenv runs it; with
     # py_requirements set the operator would build a fresh virtualenv for every run.
     BeamRunPythonPipelineOperator(
@@ -47,5 +47,6 @@ with DAG("llavaforge_nightly_local", **NIGHTLY) as local_dag:
         runner="PortableRunner",
         py_file=f"{LLAVAFORGE}/deploy/portable_main.py",
         py_interpreter=f"{LLAVAFORGE}/.venv/bin/python",
-        pipeline_options={"input": "/data/shards/*.tar", "output": "/data/llava", "date": RUN_DATE},
+        pipeline_options={"input": "/data/shards/*.tar", "output": "/data/llava", "date": RUN_DATE,
+                          "workers": 2},
     )

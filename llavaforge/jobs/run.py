@@ -36,7 +36,7 @@ from llavaforge.jobs.prefix import OutputPrefix
 from llavaforge.jobs.publish import Publication, Publish, write_dataset_card
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.runners.metrics import model_metrics, stage_metrics
-from llavaforge.runners.options import pipeline_options
+from llavaforge.runners.options import cores_shared_between, local_workers, pipeline_options
 from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, PROGRESS_DIR, RUN_MARKER, STATS_FILE, is_progress_file,
                                        progress_folder, run_folder, staging_folder)
 from llavaforge.storage import join, json_bytes, read_json, write_atomic
@@ -182,7 +182,8 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
     write_atomic(join(run_dir, RUN_MARKER), json_bytes({"run_id": run_id, "kind": launch.kind,
                                                           "started_at": run_info["started_at"]}))
     with leases.keep_alive(lease) if lease is not None else contextlib.nullcontext(), \
-            ProgressMonitor(progress_url, len(shard_urls)) if showing else contextlib.nullcontext():
+            ProgressMonitor(progress_url, len(shard_urls)) if showing else contextlib.nullcontext(), \
+            cores_shared_between(local_workers(launch.options)):
         result = pipeline.run()
         result.wait_until_finish()
     if progress_url:

@@ -1,15 +1,17 @@
-"""The Beam options a run uses: the runner default, refused modes, unknown flags,
-and the model stages' GPU resource hints (`GpuStageOptions`)."""
+"""The Beam options a run uses: the runner default, refused modes, unknown flags, threads per
+local worker process, and the model stages' GPU resource hints (`GpuStageOptions`)."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable, Optional, Sequence
+import os
+from typing import Iterable, Iterator, Optional, Sequence
 
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions, StandardOptions,
-                                                  _BeamArgumentParser)
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from llavaforge.errors import UsageError
+from llavaforge.runners.flush_race import fix_flush_race
 
 
 class GpuStageOptions(PipelineOptions):
@@ -63,23 +65,9 @@ def flags_for_command_substitution(flags: Sequence[str]) -> str:
     return " ".join(flags)
 
 
-def _workers_per_stage(options: PipelineOptions) -> Optional[str]:
-    """The flag that asks Beam's local runner (FnApiRunner) for several workers per stage, if any.
-
-    Both local multi-worker paths end in its ParallelBundleManager, which splits a stage's input
-    between workers that run at once: at 10,000 images it lost images (3 of 3 runs), half the
-    near-duplicate matches, and records before a join; run one after the other, or with one
-    worker, the same parts count right."""
-    if options.view_as(StandardOptions).runner == "PortableRunner":
-        count = int(float(options.view_as(PortableOptions).sdk_worker_parallelism or 1))
-        return f"--sdk_worker_parallelism={count}" if count > 1 else None
-    direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
-        return f"--direct_running_mode=multi_processing with --direct_num_workers={direct.direct_num_workers}"
-    return None
-
-
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    # Every run's options come from here, so every run's local runner sends whole bundles.
+    fix_flush_race()
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
@@ -87,17 +75,35 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
         standard.runner = "DirectRunner"
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode == "multi_threading":
-        # Reproduced with plain Beam 2.77 (Create | Reshuffle | FlatMap | GroupByKey | count,
-        # 2,048 elements): about one run in three counts a few elements short, with 1 or more
-        # workers.
+        # Its SDK workers run in this process with timed output streams too, so the flush race
+        # (flush_race.py) also hits what they write, from Cython coders the fix does not reach:
+        # with plain Beam 2.77 about one run in three counted short; with the fix, runs of
+        # bench/repro_flush_race.py failed decoding half-flushed elements.
         raise RunnerOptionError(
             "--direct_running_mode=multi_threading loses elements at shuffles in this Beam version "
-            "(a run would silently miss images); use in_memory (the default)")
-    workers = _workers_per_stage(options)
-    if workers:
-        raise RunnerOptionError(
-            f"{workers}: Beam's local runner loses elements when several workers run one stage at once "
-            "(reproduced with plain Beam 2.77: bench/repro_parallel_loss.py; images and near-duplicate "
-            "matches would be missing without an error); run with one worker: in_memory (the default), "
-            "or the portable job service (`python -m llavaforge.runners.portable`) for a separate worker process")
+            "(a run would silently miss images); use in_memory (the default), or worker processes: "
+            "--direct_running_mode=multi_processing --direct_num_workers=N")
     return options
+
+
+def local_workers(options: PipelineOptions) -> int:
+    """How many SDK worker processes the DirectRunner starts per stage (1 unless multi-processing)."""
+    direct = options.view_as(DirectOptions)
+    return (direct.direct_num_workers or 1) if direct.direct_running_mode == "multi_processing" else 1
+
+
+@contextlib.contextmanager
+def cores_shared_between(workers: int) -> Iterator[None]:
+    """While the block runs (a runner starting its worker processes), give each of `workers`
+    local worker processes its share of the cores for torch/OpenMP threads: every process would
+    otherwise start one thread per core, and N workers on N cores oversubscribe the machine and
+    run slower than one process. Workers inherit the environment they are started with; a value
+    the user set is kept."""
+    if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)

@@ -1,16 +1,20 @@
-"""Beam's Python portable job service with its SDK worker in a separate process, offline.
+"""Beam's Python portable job service with several SDK worker processes, offline.
 
-Why not Prism (the default portable runner): it downloads a binary from GitHub. This module
-serves Beam's own `LocalJobServicer`; its one SDK worker is a separate Python process started
-by the job service (`beam:env:harness_subprocess_python:v1`), so every DoFn, model handler and
-record crosses a process boundary pickled, as on a distributed runner. One worker, not more:
-Beam's local runner loses elements when several run a stage at once (`runners/options.py`
-refuses `--sdk_worker_parallelism` above 1).
+Why not stock Beam: Prism (the default portable runner) downloads a binary from GitHub, and
+Beam's Python job service (`local_job_service_main`) runs every stage on ONE SDK worker per
+environment whatever `--sdk_worker_parallelism` says (in 2.77 its FnApiRunner reads the
+worker count only on the in-process DirectRunner path). This module serves the same
+`LocalJobServicer`, with a job type whose runner starts `--sdk_worker_parallelism` workers.
+Each worker is a separate Python process started by the job service
+(`beam:env:harness_subprocess_python:v1`), so every DoFn, model handler and record crosses
+a process boundary pickled, as on a distributed runner. The service runs with Beam's data-plane
+flush race fixed (`flush_race.py`): without the fix, bundles with large inputs lose elements
+on their way to the workers.
 
 Start the service, then point any run at it:
 
     python -m llavaforge.runners.portable --port 8099 &
-    llavaforge run --input 'shards/*.tar' --output out/ $(python -m llavaforge.runners.portable --args-for localhost:8099)
+    llavaforge run --input 'shards/*.tar' --output out/ $(python -m llavaforge.runners.portable --args-for localhost:8099 --workers 2)
 
 or let `job_service()` start and stop it around one run (the tests do).
 """
@@ -27,15 +31,44 @@ import time
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
 
+from apache_beam.options.pipeline_options import PortableOptions
 from apache_beam.runners.portability import local_job_service
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+from llavaforge.runners.flush_race import fix_flush_race
+from llavaforge.runners.options import cores_shared_between, flags_for_command_substitution
 
 SUBPROCESS_ENVIRONMENT = "beam:env:harness_subprocess_python:v1"
 START_TIMEOUT_S = 60.0
 
 
+class _ParallelFnApiRunner(fn_runner.FnApiRunner):
+    """FnApiRunner with a fixed number of SDK workers per environment."""
+
+    def __init__(self, num_workers: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # The attribute FnApiRunner.run_pipeline sets from --direct_num_workers; the job
+        # service path (run_via_runner_api) never sets it.
+        self._num_workers = num_workers
+
+
+class ParallelBeamJob(local_job_service.BeamJob):
+    """A job of the local job service that runs on `--sdk_worker_parallelism` workers."""
+
+    def _invoke_runner(self):
+        self.set_state(local_job_service.beam_job_api_pb2.JobState.RUNNING)
+        options = self.pipeline_options()
+        # Options arrive from the job's Struct untyped (a string or a float).
+        workers = max(1, int(float(options.view_as(PortableOptions).sdk_worker_parallelism or 1)))
+        with cores_shared_between(workers):
+            return _ParallelFnApiRunner(workers, provision_info=self._provision_info).run_via_runner_api(
+                self._pipeline_proto, options)
+
+
 def serve(port: int = 0) -> tuple[local_job_service.LocalJobServicer, int]:
     """Start the job service in this process; returns (servicer, port)."""
-    servicer = local_job_service.LocalJobServicer()
+    fix_flush_race()
+    servicer = local_job_service.LocalJobServicer(beam_job_type=ParallelBeamJob)
     return servicer, servicer.start_grpc_server(port)
 
 
@@ -60,11 +93,12 @@ def worker_command(python: Optional[str] = None) -> str:
     return f"{shlex.quote(str(interpreter))} -m apache_beam.runners.worker.sdk_worker_main"
 
 
-def portable_args(job_endpoint: str, python: Optional[str] = None) -> list[str]:
-    """Beam flags for a run on the job service at `job_endpoint`, its SDK worker process
-    started with `python` (default: this interpreter)."""
+def portable_args(job_endpoint: str, workers: int = 2, python: Optional[str] = None) -> list[str]:
+    """Beam flags for a run on the job service at `job_endpoint` with `workers` SDK worker
+    processes started with `python` (default: this interpreter)."""
     return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
-            f"--environment_type={SUBPROCESS_ENVIRONMENT}", f"--environment_config={worker_command(python)}"]
+            f"--environment_type={SUBPROCESS_ENVIRONMENT}", f"--environment_config={worker_command(python)}",
+            f"--sdk_worker_parallelism={workers}"]
 
 
 def _free_port() -> int:
@@ -86,18 +120,19 @@ def _wait_for_port(port: int, process: subprocess.Popen) -> None:
 
 class JobService(NamedTuple):
     flags: list[str]  # Beam flags of a run on this service
-    pid: int  # of the job service process (its SDK worker is its child)
+    pid: int  # of the job service process (the SDK workers are its children)
 
 
 @contextlib.contextmanager
-def job_service() -> Iterator[JobService]:
-    """Run the job service as a separate process for the duration of the block."""
+def job_service(workers: int = 2) -> Iterator[JobService]:
+    """Run the job service as a separate process for the duration of the block, for runs
+    with `workers` SDK worker processes."""
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "llavaforge.runners.portable", "--port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
-        yield JobService(portable_args(f"localhost:{port}"), process.pid)
+        yield JobService(portable_args(f"localhost:{port}", workers), process.pid)
     finally:
         process.terminate()
         try:
@@ -112,11 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--port", type=int, default=8099, help="port of the job service (0: any free port)")
     p.add_argument("--args-for", metavar="HOST:PORT",
                    help="print the Beam flags of a run on the job service at HOST:PORT, and exit")
+    p.add_argument("--workers", type=int, default=2, help="SDK worker processes per stage (with --args-for)")
     args = p.parse_args(argv)
     if args.args_for:
-        from llavaforge.runners.options import flags_for_command_substitution
-
-        print(flags_for_command_substitution(portable_args(args.args_for)))
+        print(flags_for_command_substitution(portable_args(args.args_for, args.workers)))
         return 0
     _, port = serve(args.port)
     print(f"llavaforge job service listening on localhost:{port}", flush=True)

@@ -35,10 +35,10 @@ def test_a_run_off_a_terminal_logs_periodic_per_stage_lines(tmp_path, shards, ca
     for shard in shards:
         args += ["--input", shard]
     with contextlib.ExitStack() as stack:
-        if runner == "portable":  # the SDK worker a process started by Beam's job service
-            args += stack.enter_context(job_service()).flags
-        else:  # multi_processing: the worker is a separate process (more than one is refused)
-            args += [f"--direct_running_mode={runner}", "--direct_num_workers=1"]
+        if runner == "portable":  # two SDK worker processes started by Beam's job service
+            args += stack.enter_context(job_service(workers=2)).flags
+        else:  # multi_processing: two SDK worker processes started by the DirectRunner
+            args += [f"--direct_running_mode={runner}", "--direct_num_workers=2"]
         assert main(args) == 0
     lines = progress_lines(capsys)
     assert sum(line.startswith("progress ") for line in lines) >= 2  # periodic, then the final figures

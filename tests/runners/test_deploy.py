@@ -140,10 +140,10 @@ def test_portable_main_serves_the_run_and_stops_after(monkeypatch):
         return 0
 
     monkeypatch.setattr(portable_main, "main", nightly)
-    assert portable_main.run(["--input", "s.tar", "--output", "out", "--runner=DirectRunner"]) == 0
+    assert portable_main.run(["--workers", "3", "--input", "s.tar", "--output", "out", "--runner=DirectRunner"]) == 0
     argv = seen["argv"]
     assert argv[:5] == ["nightly", "--input", "s.tar", "--output", "out"]
-    assert not any(a.startswith("--sdk_worker_parallelism") for a in argv)  # one worker: options.py refuses more
+    assert "--sdk_worker_parallelism=3" in argv
     assert argv.index("--runner=PortableRunner") > argv.index("--runner=DirectRunner")  # the last flag wins
     with pytest.raises(OSError):
         socket.create_connection(("localhost", seen["port"]), timeout=1).close()

@@ -1,4 +1,4 @@
-"""The whole pipeline with its SDK worker in a separate process (portable job service, DirectRunner
+"""The whole pipeline on several SDK worker processes (portable job service, DirectRunner
 multi-processing) writes the same keys and counts as the in-process run."""
 
 from __future__ import annotations
@@ -76,9 +76,8 @@ def in_process(tmp_path_factory):
 
 
 def test_portable_args_start_subprocess_workers(tmp_path):
-    args = portable_args("localhost:1234", python="/opt/py bin/python")
-    assert "--job_endpoint=localhost:1234" in args
-    assert not any(a.startswith("--sdk_worker_parallelism") for a in args)  # one worker: options.py refuses more
+    args = portable_args("localhost:1234", workers=3, python="/opt/py bin/python")
+    assert "--job_endpoint=localhost:1234" in args and "--sdk_worker_parallelism=3" in args
     assert "--environment_config='/opt/py bin/python' -m apache_beam.runners.worker.sdk_worker_main" in args
     # With the console script installed the worker command is one word: the flags survive $(...).
     (tmp_path / WORKER_SCRIPT).write_text("#!/bin/sh\n")
@@ -88,19 +87,20 @@ def test_portable_args_start_subprocess_workers(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts worker processes through /proc")
 @pytest.mark.slow
-def test_portable_job_service_with_its_worker_process_matches_in_process(in_process, tmp_path):
+def test_portable_job_service_with_two_workers_matches_in_process(in_process, tmp_path):
     output = str(tmp_path / "portable")
-    with job_service() as service, WorkerWatch(service.pid) as watch:
+    with job_service(workers=2) as service, WorkerWatch(service.pid) as watch:
         run(recipe(), INPUTS, output, service.flags)
-    assert len(watch.pids) >= 1
+    assert len(watch.pids) >= 2
     assert outcome(output) == in_process
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts worker processes through /proc")
 @pytest.mark.slow
-def test_direct_runner_multi_processing_with_one_worker_process_matches_in_process(in_process, tmp_path):
+def test_direct_runner_multi_processing_with_two_workers_matches_in_process(in_process, tmp_path):
     output = str(tmp_path / "multi")
     with WorkerWatch(os.getpid()) as watch:
-        run(recipe(), INPUTS, output, ["--direct_running_mode=multi_processing", "--direct_num_workers=1"])
-    assert len(watch.pids) >= 1
+        run(recipe(), INPUTS, output, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert len(watch.pids) >= 2
     assert outcome(output) == in_process
+
