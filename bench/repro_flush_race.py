@@ -11,7 +11,9 @@ Beam 2.77, 2 CPU cores, DirectRunner multi_processing with 2 workers: runs count
 long: a lost marker keeps its element) without an error when a bundle's input takes more than
 a second to send and the runner's timer flushes the stream while it is written (4 of 9 runs on
 2026-12-01, 6 of 6 earlier that day on a busier VM); with `--fixed` (llavaforge's fix installed
-in the runner's process) 6 of 6 counted right (and 3 of 3 with the same lock set by hand).
+in the runner's process) 7 of 7 counted right (and 3 of 3 with the same lock set by hand). With
+`--fixed --worker-flush-ms 1000` the workers' own output streams flush on a timer, from Cython
+writes the fix does not reach: 4 of 4 runs counted short (llavaforge refuses that experiment).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def main() -> None:
     p.add_argument("--bytes", type=int, default=80_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fixed", action="store_true", help="install llavaforge's fix in this (the runner's) process")
+    p.add_argument("--worker-flush-ms", type=int, default=0,
+                   help="make the SDK workers flush their output on this timer too (Beam's data_buffer_time_limit_ms)")
     args = p.parse_args()
     if args.fixed:
         from llavaforge.runners.flush_race import fix_flush_race
@@ -47,7 +51,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="repro-parallel-loss-"))
     shards = list(range((args.elements + PER_SHARD - 1) // PER_SHARD))
     options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                               f"--direct_num_workers={args.workers}"])
+                               f"--direct_num_workers={args.workers}",
+                               f"--experiments=data_buffer_time_limit_ms={args.worker_flush_ms}"])
     with beam.Pipeline(options=options) as pipeline:
         items = (pipeline | beam.Create(shards) | beam.Reshuffle()
                  | beam.FlatMap(make, args.elements, args.bytes))

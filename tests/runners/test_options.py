@@ -1,4 +1,4 @@
-"""Threads per local worker process."""
+"""Threads per local worker process; refused experiments."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from llavaforge.runners.options import cores_shared_between, local_workers, pipeline_options
+from llavaforge.runners.options import RunnerOptionError, cores_shared_between, local_workers, pipeline_options
 
 
 @pytest.mark.parametrize("args, workers", [
@@ -35,3 +35,11 @@ def test_a_thread_count_the_user_set_is_kept(monkeypatch):
     with cores_shared_between(2):
         assert os.environ["OMP_NUM_THREADS"] == "3"
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+@pytest.mark.parametrize("runner", ["DirectRunner", "DataflowRunner"])
+def test_a_timed_flush_in_the_sdk_workers_is_refused_on_every_runner(runner):
+    with pytest.raises(RunnerOptionError, match="data_buffer_time_limit_ms=1000"):
+        pipeline_options([f"--runner={runner}", "--experiments=data_buffer_time_limit_ms=1000"])
+    pipeline_options([f"--runner={runner}", "--experiments=data_buffer_time_limit_ms=0"])
+    pipeline_options([f"--runner={runner}", "--experiments=use_runner_v2"])
