@@ -5,7 +5,7 @@
 with itself, and the 5% that have a near twin with a marker. Counted after the join: elements
 kept + elements dropped must equal the elements made.
 
-    .venv/bin/python bench/repro_parallel_loss.py [--elements 10000] [--bytes 80000] [--workers 2] [--fixed]
+    .venv/bin/python bench/repro_flush_race.py [--elements 10000] [--bytes 80000] [--workers 2] [--fixed] [--worker-flush-ms 1000]
 
 Beam 2.77, 2 CPU cores, DirectRunner multi_processing with 2 workers: runs count short (or
 long: a lost marker keeps its element) without an error when a bundle's input takes more than
@@ -48,7 +48,7 @@ def main() -> None:
         from llavaforge.runners.flush_race import fix_flush_race
 
         fix_flush_race()
-    out = Path(tempfile.mkdtemp(prefix="repro-parallel-loss-"))
+    out = Path(tempfile.mkdtemp(prefix="repro-flush-race-"))
     shards = list(range((args.elements + PER_SHARD - 1) // PER_SHARD))
     options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
                                f"--direct_num_workers={args.workers}",

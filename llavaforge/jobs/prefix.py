@@ -118,7 +118,6 @@ class OutputPrefix:
         _remove_empty_dirs(self.fs, folder)
         return left
 
-
     def remove_staging(self, run_id: Optional[str] = None) -> None:
         """Delete the image bytes staged by one run (by every run when None: only with the
         prefix's lease held, when no run is going on); only files llavaforge stages."""
@@ -127,7 +126,6 @@ class OutputPrefix:
             for path in self.fs.find(folder):
                 if is_staged_file(posixpath.basename(path)):
                     self.fs.rm_file(path)
-            _remove_empty_dirs(self.fs, folder)
         _remove_empty_dirs(self.fs, self.path_of(STAGING_DIR))
 
 
