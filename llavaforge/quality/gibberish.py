@@ -75,7 +75,8 @@ def count_words(text: str, extra_known: AbstractSet[str] = frozenset()) -> WordC
             continue
         words += 1
         plain = _plain(token)
-        mixed = any(c.isdigit() for c in token) or bool(_CAMEL.search(token))
+        # No code point is both a letter and a digit, so a token of letters skips the scan.
+        mixed = (not token.isalpha() and any(c.isdigit() for c in token)) or bool(_CAMEL.search(token))
         if plain in extra_known or (not mixed and plain in vocabulary):
             continue
         unknown.append(token)

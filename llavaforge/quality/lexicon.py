@@ -170,7 +170,6 @@ _IRREGULAR_PLURALS = {
 }
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-MAX_FORM_WORDS = 3
 
 
 def tokens(text: str) -> list[str]:
@@ -211,6 +210,9 @@ class Lexicon:
     forms: dict[str, str] = field(default_factory=dict)
     parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
     implied: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # first word of a multi-word form -> the most words a form starting with it has: `mentions`
+    # tries longer spans only from these words (the checks' hottest loop; most words start none).
+    _longest_from: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def default(cls, extra_synonyms: Optional[Mapping[str, Iterable[str]]] = None) -> "Lexicon":
@@ -224,9 +226,11 @@ class Lexicon:
         return lexicon
 
     def add(self, concept: str, forms: Iterable[str], parents: Iterable[str] = ()) -> None:
-        self.forms[concept] = concept
-        for form in forms:
+        for form in (concept, *forms):
             self.forms[form] = concept
+            first, *rest = form.split(" ")
+            if rest:
+                self._longest_from[first] = max(self._longest_from.get(first, 1), 1 + len(rest))
         self.parents[concept] = tuple(self.parents.get(concept, ())) + tuple(parents)
 
     def ancestors(self, concept: str) -> set[str]:
@@ -256,7 +260,7 @@ class Lexicon:
         found = []
         i = 0
         while i < len(words):
-            for n in range(min(MAX_FORM_WORDS, len(words) - i), 0, -1):
+            for n in range(min(self._longest_from.get(words[i], 1), len(words) - i), 0, -1):
                 form = self._lookup(words[i:i + n])
                 if form is not None:
                     found.append(Mention(self.forms[form], i, i + n, form))

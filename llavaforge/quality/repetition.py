@@ -51,13 +51,16 @@ def consecutive_loop(tokens: list[str], max_repeats: int) -> Optional[tuple[str,
     `max_repeats` times, with its count; None when there is none."""
     n = len(tokens)
     for unit in range(1, MAX_LOOP_UNIT + 1):
-        for start in range(0, n - unit * (max_repeats + 1) + 1):
-            phrase = tokens[start:start + unit]
-            repeats = 1
-            while tokens[start + repeats * unit:start + (repeats + 1) * unit] == phrase:
-                repeats += 1
-            if repeats > max_repeats:
-                return " ".join(phrase), repeats
+        # same[i]: how many tokens from i on equal the token `unit` further on. The phrase at
+        # `start` follows itself `same[start] // unit` times: one pass per unit instead of
+        # comparing slices at every start.
+        same = [0] * (n + 1)
+        for i in range(n - unit - 1, -1, -1):
+            if tokens[i] == tokens[i + unit]:
+                same[i] = same[i + 1] + 1
+        for start in range(n - unit * (max_repeats + 1) + 1):
+            if same[start] >= unit * max_repeats:
+                return " ".join(tokens[start:start + unit]), same[start] // unit + 1
     return None
 
 

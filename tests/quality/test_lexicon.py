@@ -15,6 +15,13 @@ def test_longest_form_wins_and_possessive_is_dropped():
     assert [(m.concept, m.form) for m in mentions] == [("hot dog", "hot dog"), ("dog", "dog")]
 
 
+def test_synonyms_of_any_length_are_found_longest_first():
+    lexicon = Lexicon.default({"fire engine": ["big red fire engine", "fire truck"]})
+    mentions = lexicon.mentions(tokens("Two big red fire engines, a fire truck and a red truck"))
+    assert [(m.concept, m.form) for m in mentions] == [
+        ("fire engine", "big red fire engine"), ("fire engine", "fire truck"), ("truck", "truck")]
+
+
 def test_support_includes_ancestors_only():
     lexicon = Lexicon.default()
     support = lexicon.support(lexicon.concepts_in("a golden retriever"))

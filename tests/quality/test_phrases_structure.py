@@ -35,6 +35,17 @@ def test_refusals_are_found_and_normal_answers_are_not():
     assert phrase_finding(REFUSAL, ["It is hard to tell what breed the dog is."], REFUSE) is None
 
 
+def test_boundaries_outside_the_alternation_match_like_boundaries_around_each_phrase():
+    phrases = CONFIG.refusal.phrases + CONFIG.leakage.phrases + ["the caption", "caption", "(see note)", "a.b"]
+    around_each = re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" for p in phrases), re.IGNORECASE)
+    texts = ["As an AI language model, I read the caption.", "Captivating: the captions (see note) say a.b.",
+             "xas an ai", "a.bc and a-b and A.B", "the caption.the caption", "I cannot see; I can't view it.",
+             "According to the bounding boxes, the bounding box shows it."]
+    for text in texts:
+        assert [(m.start(), m.group(0)) for m in phrase_pattern(phrases).finditer(text)] == \
+            [(m.start(), m.group(0)) for m in around_each.finditer(text)]
+
+
 def test_empty_phrase_list_matches_nothing():
     assert phrase_pattern([], []) is None
     assert phrase_finding(REFUSAL, ["As an AI"], None) is None

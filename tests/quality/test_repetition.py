@@ -1,8 +1,10 @@
+import random
+
 import pytest
 
 from llavaforge.quality.checker import ConversationChecker
-from llavaforge.quality.repetition import (consecutive_loop, phrase_coverage, repetition_finding, truncation_finding,
-                                           words)
+from llavaforge.quality.repetition import (MAX_LOOP_UNIT, consecutive_loop, phrase_coverage, repetition_finding,
+                                           truncation_finding, words)
 from llavaforge.schemas.record import Annotations, Conversation, Turn
 from llavaforge.config.check import CheckConfig, RepetitionCheck
 
@@ -94,6 +96,30 @@ def test_natural_descriptions_are_not_loops(answer):
 def test_consecutive_loop_needs_more_than_the_limit():
     assert consecutive_loop(words("very very tall"), 2) is None
     assert consecutive_loop(words("no no no no"), 2) == ("no", 4)
+
+
+def looping_phrase_by_comparing_slices(tokens, max_repeats):
+    """The definition, checked the slow way: every unit, every start, unit by unit."""
+    for unit in range(1, MAX_LOOP_UNIT + 1):
+        for start in range(len(tokens) - unit * (max_repeats + 1) + 1):
+            repeats = 1
+            while tokens[start + repeats * unit:start + (repeats + 1) * unit] == tokens[start:start + unit]:
+                repeats += 1
+            if repeats > max_repeats:
+                return " ".join(tokens[start:start + unit]), repeats
+    return None
+
+
+def test_consecutive_loop_finds_what_comparing_slices_finds():
+    rng = random.Random(0)
+    for _ in range(3000):
+        vocabulary = rng.sample("a b c d e".split(), rng.randint(1, 5))
+        tokens = [rng.choice(vocabulary) for _ in range(rng.randint(0, 40))]
+        if rng.random() < 0.5 and tokens:  # plant a loop of a longer unit
+            at, unit = rng.randrange(len(tokens)), rng.randint(1, MAX_LOOP_UNIT)
+            tokens[at:at] = tokens[at:at + unit] * rng.randint(1, 5)
+        max_repeats = rng.randint(1, 4)
+        assert consecutive_loop(tokens, max_repeats) == looping_phrase_by_comparing_slices(tokens, max_repeats)
 
 
 def test_same_or_nearly_same_answer_to_two_questions_is_repetition():
