@@ -1,5 +1,7 @@
-"""Start-up time of the command line: `llavaforge --help` and `llavaforge verify PREFIX` on a
-small published output, against a bare Python start measured in the same run (median of N).
+"""Start-up time of the command line: `llavaforge --help`, `llavaforge verify PREFIX` on a
+small published output and a driver's start (`llavaforge run --dry-run`: imports and the whole
+graph of the `tiny` preset, no model loaded), against a bare Python start measured in the same
+run (median of N).
 
     .venv/bin/python bench/startup.py [--repeats 7]
 """
@@ -37,7 +39,9 @@ def main() -> None:
                        cwd=REPO, check=True, capture_output=True)
         rows = {"python -c pass (baseline)": [sys.executable, "-c", "pass"],
                 "llavaforge --help": [*CLI, "--help"],
-                "llavaforge verify": [*CLI, "verify", output]}
+                "llavaforge verify": [*CLI, "verify", output],
+                "llavaforge run --dry-run": [*CLI, "-q", "run", "--input", str(REPO / "examples" / "sample-000.tar"),
+                                             "--output", f"{tmp}/dry", "--set", "preset=tiny", "--dry-run"]}
         results = {name: median_seconds(command, args.repeats) for name, command in rows.items()}
     base = results["python -c pass (baseline)"]
     for name, seconds in results.items():

@@ -21,12 +21,14 @@ from llavaforge.models.handler import DecodedImage, VisionModelHandler, processo
 from llavaforge.models.loading import LoadedModel, hf_loaded
 from llavaforge.schemas.record import Caption
 
-# kind -> (model class, processor class, separate tokenizer class or None)
+# kind -> names in `transformers` of (model class, processor class, separate tokenizer class or
+# None); looked up when a model loads: touching them imports transformers' model and processing
+# code (seconds), which a process that only builds the pipeline never needs.
 MODEL_CLASSES = {
-    "blip": (tf.AutoModelForImageTextToText, tf.AutoProcessor, None),
-    "git": (tf.AutoModelForCausalLM, tf.AutoProcessor, None),
-    "vision-encoder-decoder": (tf.VisionEncoderDecoderModel, tf.AutoImageProcessor, tf.AutoTokenizer),
-    "florence2": (tf.AutoModelForImageTextToText, tf.AutoProcessor, None),
+    "blip": ("AutoModelForImageTextToText", "AutoProcessor", None),
+    "git": ("AutoModelForCausalLM", "AutoProcessor", None),
+    "vision-encoder-decoder": ("VisionEncoderDecoderModel", "AutoImageProcessor", "AutoTokenizer"),
+    "florence2": ("AutoModelForImageTextToText", "AutoProcessor", None),
 }
 # Attribute names image-to-text models give their image encoder, most specific first:
 # BLIP `vision_model` (GIT: `git.image_encoder.vision_model`), Florence-2/LLaVA-likes `vision_tower`,
@@ -63,7 +65,8 @@ class CaptionerHandler(VisionModelHandler):
     config: CaptionerConfig
 
     def load(self, path: str, config: CaptionerConfig) -> LoadedModel:
-        model_class, processor_class, tokenizer_class = MODEL_CLASSES[config.kind]
+        model_class, processor_class, tokenizer_class = (getattr(tf, name) if name else None
+                                                         for name in MODEL_CLASSES[config.kind])
         loaded = hf_loaded(model_class, processor_class, path, config, tokenizer_class)
         if config.fused_attention and config.kind == "blip":
             fuse_blip_vision_attention(loaded.model)
