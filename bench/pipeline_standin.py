@@ -7,7 +7,8 @@ back), computed from the same per-batch model in the same run.
     .venv/bin/python bench/pipeline_standin.py [--images 1000] [--workers 2]
 
 Prints, per variant: wall time, samples written, samples/s end to end, the ratio to the
-standalone LLM rate, and the LLM's busy share of the wall time and of its own active window.
+standalone LLM rate, the LLM's busy share of the wall time and of its own active window, and
+the seconds before its first batch and after its last (the CPU work that does not overlap it).
 """
 
 from __future__ import annotations
@@ -107,10 +108,11 @@ def run_variant(name: str, shards: list[str], work: Path, beam_args: list[str]) 
     recipe = load_recipe(None, dict(workload.RECIPE))
     start = time.time()
     job = run(recipe, shards, str(work / f"out-{name}"), beam_args)
-    wall = time.time() - start
+    end = time.time()
     llm_busy, first, last, generated = busy(str(log_dir), "llm")
-    return {"wall_s": wall, "samples": job.stats["samples_written"], "images": job.stats["images_written"],
+    return {"wall_s": end - start, "samples": job.stats["samples_written"], "images": job.stats["images_written"],
             "generated": generated, "llm_busy_s": llm_busy, "llm_window_s": last - first,
+            "before_llm_s": first - start, "after_llm_s": end - last,
             "llm_batches": job.stats.get("models", {}).get("llavaforge_llm_standin", {}).get("mean_batch_size")}
 
 
@@ -128,7 +130,7 @@ def main() -> None:
     print(f"SIMULATED (device stand-ins with H100 per-batch times): {args.images} images 640x480, "
           f"LLM standalone {standalone:.1f} samples/s")
     print(f"{'variant':<14}{'wall s':>8}{'generated':>10}{'written':>9}{'gen/s':>8}{'vs LLM alone':>14}"
-          f"{'LLM busy/wall':>15}{'busy/window':>13}{'mean batch':>12}")
+          f"{'LLM busy/wall':>15}{'busy/window':>13}{'mean batch':>12}{'before LLM s':>14}{'after LLM s':>13}")
     for name, workers in variants.items():
         # Worker processes through Beam's portable job service.
         busy_log_dir(work, name.replace(" ", "-"))
@@ -137,7 +139,7 @@ def main() -> None:
         rate = r["generated"] / r["wall_s"]
         print(f"{name:<14}{r['wall_s']:>8.1f}{r['generated']:>10}{r['samples']:>9}{rate:>8.2f}{rate / standalone:>13.2f}x"
               f"{r['llm_busy_s'] / r['wall_s']:>14.0%}{r['llm_busy_s'] / max(r['llm_window_s'], 1e-9):>13.0%}"
-              f"{r['llm_batches'] or 0:>12}")
+              f"{r['llm_batches'] or 0:>12}{r['before_llm_s']:>14.1f}{r['after_llm_s']:>13.1f}")
 
 
 if __name__ == "__main__":

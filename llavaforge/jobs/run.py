@@ -130,8 +130,10 @@ def remove_progress(prefix: OutputPrefix, url: str) -> None:
         for path in fs.glob(f"{root}/*.json"):
             if is_progress_file(posixpath.basename(path)):
                 fs.rm_file(path)
-        if fs.isdir(root) and not fs.ls(root, detail=False):
-            fs.rmdir(root)
+        # The run's folder, then `_progress/` itself once no other run's folder is in it.
+        for folder in (root, posixpath.dirname(root)):
+            if fs.isdir(folder) and not fs.ls(folder, detail=False):
+                fs.rmdir(folder)
 
 
 def describe_graph(pipeline: beam.Pipeline) -> str:
