@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import typing
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from safetensors.torch import load_file
 
 from llavaforge.models import loading, tiny
 from llavaforge.config.annotate import CaptionerConfig, OcrConfig, TaggerConfig
+from llavaforge.models.captioner import MODEL_CLASSES
 from llavaforge.models.loading import ModelLoadError
 from llavaforge.models.ocr import OcrHandler
 from llavaforge.models.tagger import TaggerHandler
@@ -58,6 +60,15 @@ def test_config_errors_name_the_field():
         TaggerConfig(model="x", prompt_template="no slot")
     with pytest.raises(ValueError, match="kind"):
         TaggerConfig(model="x", kind="resnet")
+
+
+def test_every_captioner_kind_names_classes_transformers_has():
+    import transformers
+
+    kinds = typing.get_args(CaptionerConfig.model_fields["kind"].annotation)
+    assert set(MODEL_CLASSES) == set(kinds)
+    for names in MODEL_CLASSES.values():  # looked up only when a model loads: a typo would wait until then
+        assert all(isinstance(getattr(transformers, name), type) for name in names if name)
 
 
 def test_dtype_defaults_follow_the_device():
