@@ -212,7 +212,7 @@ class Lexicon:
     implied: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # first word of a multi-word form -> the most words a form starting with it has: `mentions`
     # tries longer spans only from these words (the checks' hottest loop; most words start none).
-    _longest_from: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _longest_from: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def default(cls, extra_synonyms: Optional[Mapping[str, Iterable[str]]] = None) -> "Lexicon":
