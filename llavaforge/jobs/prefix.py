@@ -24,8 +24,8 @@ from fsspec.core import url_to_fs
 
 from llavaforge import __version__
 from llavaforge.errors import UsageError
-from llavaforge.schemas.layout import (PREFIX_MARKER, RUN_FOLDER_PATTERNS, STAGING_DIR, is_run_file, is_staged_file,
-                                       run_id_of_folder, staging_folder)
+from llavaforge.schemas.layout import (PREFIX_MARKER, PROGRESS_DIR, RUN_FOLDER_PATTERNS, STAGING_DIR, is_progress_file,
+                                       is_run_file, is_staged_file, progress_folder, run_id_of_folder, staging_folder)
 from llavaforge.storage import create_exclusive, join, json_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,14 @@ class OutputPrefix:
                 if is_staged_file(posixpath.basename(path)):
                     self.fs.rm_file(path)
         _remove_empty_dirs(self.fs, self.path_of(STAGING_DIR))
+
+    def remove_progress(self, run_id: Optional[str] = None) -> None:
+        """Delete the live-progress files of one run once it is over (of every run when None:
+        a crashed run's), then the folders left empty; only files llavaforge writes there."""
+        for path in self.fs.glob(self.path_of(f"{progress_folder(run_id or '*')}/*.json")):
+            if is_progress_file(posixpath.basename(path)):
+                self.fs.rm_file(path)
+        _remove_empty_dirs(self.fs, self.path_of(PROGRESS_DIR))
 
 
 def _remove_empty_dirs(fs, folder: str) -> None:

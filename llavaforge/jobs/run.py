@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import posixpath
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
-from fsspec.core import url_to_fs
 
 from llavaforge import __version__, progress
 from llavaforge.config.recipe import Recipe
@@ -37,8 +35,8 @@ from llavaforge.jobs.publish import Publication, Publish, write_dataset_card
 from llavaforge.pipelines.build import build_pipeline
 from llavaforge.runners.metrics import model_metrics, stage_metrics
 from llavaforge.runners.options import cores_shared_between, local_workers, pipeline_options
-from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, PROGRESS_DIR, RUN_MARKER, STATS_FILE, is_progress_file,
-                                       progress_folder, run_folder, staging_folder)
+from llavaforge.schemas.layout import (KEYS_DIR, METRICS_FILE, RUN_MARKER, STATS_FILE, progress_folder, run_folder,
+                                       staging_folder)
 from llavaforge.storage import join, json_bytes, read_json, write_atomic
 from llavaforge.transforms.read import match_inputs
 
@@ -112,28 +110,13 @@ def remove_leftovers(prefix: OutputPrefix, ledger: Ledger) -> None:
         relative = path[len(prefix.root) + 1:]
         if relative not in committed:
             prefix.fs.rm_file(path)
-    for path in prefix.fs.glob(prefix.path_of(f"{PROGRESS_DIR}/run-*/*.json")):
-        if is_progress_file(posixpath.basename(path)):
-            prefix.fs.rm_file(path)
+    prefix.remove_progress()
     prefix.remove_staging()
 
 
 def resource_hints(applied) -> dict[str, str]:
     """A transform's resource hints by short name (`accelerator`, `min_ram_bytes`)."""
     return {urn.rsplit(":", 2)[-2]: value.decode() for urn, value in applied.resource_hints.items()}
-
-
-def remove_progress(prefix: OutputPrefix, url: str) -> None:
-    """The job's progress files, once it is over (best effort: status never depends on them)."""
-    fs, root = prefix.fs, url_to_fs(url)[1]
-    with contextlib.suppress(OSError):
-        for path in fs.glob(f"{root}/*.json"):
-            if is_progress_file(posixpath.basename(path)):
-                fs.rm_file(path)
-        # The run's folder, then `_progress/` itself once no other run's folder is in it.
-        for folder in (root, posixpath.dirname(root)):
-            if fs.isdir(folder) and not fs.ls(folder, detail=False):
-                fs.rmdir(folder)
 
 
 def describe_graph(pipeline: beam.Pipeline) -> str:
@@ -189,7 +172,8 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
         result = pipeline.run()
         result.wait_until_finish()
     if progress_url:
-        remove_progress(prefix, progress_url)
+        with contextlib.suppress(OSError):  # best effort: status never depends on progress files
+            prefix.remove_progress(run_id)
     entry = Ledger.load(prefix).entry_of(run_id)
     if entry is None:
         # The runner returned without running the job here (a template launch): the job

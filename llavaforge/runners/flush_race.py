@@ -35,4 +35,3 @@ def fix_flush_race() -> None:
 
     if TimeBasedBufferingClosableOutputStream.write is OutputStream.write:
         TimeBasedBufferingClosableOutputStream.write = _write_under_flush_lock
-

@@ -86,10 +86,18 @@ def test_cleanup_removes_only_what_llavaforge_wrote(tmp_path, shard):
     dead_staging.mkdir(parents=True)
     (dead_staging / f"{'a' * 32}.jpg").write_bytes(b"staged")
     (dead_staging / "mine.txt").write_text("mine too")
+    dead_progress = out / "_progress" / "run-20240101T000000-aaaaaaaa"  # a crashed job's live progress
+    dead_progress.mkdir(parents=True)
+    (dead_progress / "host-123-abcdef.json").write_text("{}")
+    crashed_with_notes = out / "_progress" / "run-20240101T000000-bbbbbbbb"
+    crashed_with_notes.mkdir()
+    (crashed_with_notes / "host-456-abcdef.json").write_text("{}")
+    (crashed_with_notes / "mine.json").write_text("{}")
     assert main(["-q", "run", "--input", shard, "--output", str(out)]) == 0
     assert (out / "README-mine.txt").read_text() == "mine"
     assert (first / "my-notes.txt").read_text() == "also mine"
     assert sorted(p.name for p in (out / "_staging").rglob("*")) == ["mine.txt", dead_staging.name]
+    assert sorted(p.name for p in (out / "_progress").rglob("*")) == ["mine.json", crashed_with_notes.name]
     assert sorted(p.name for p in first.rglob("*")) == ["my-notes.txt"]  # its own files went
     assert verify(str(out)).ok
 
