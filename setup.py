@@ -67,5 +67,5 @@ setup(
                 "datasets>=3"],
     },
     entry_points={"console_scripts": ["llavaforge=llavaforge.cli:main",
-                                      "llavaforge-sdk-worker=llavaforge.runners.portable:sdk_worker"]},
+                                      "llavaforge-sdk-worker=llavaforge.runners.zygote:launch_worker"]},
 )

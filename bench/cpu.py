@@ -7,7 +7,8 @@ model loads and peak memory count the same way for every variant:
               shard writers) called in a plain Python loop in one process: the overhead floor
   pipeline-1  `llavaforge run` on the in-process DirectRunner
   pipeline-2  `llavaforge run` on the DirectRunner's multi-processing mode with 2 SDK worker processes
-  service-2   `llavaforge run` on Beam's portable job service with 2 SDK worker processes
+  service-2   `llavaforge run` on llavaforge's portable job service with 2 SDK worker processes
+              (forked from its zygote; the service's start counts in the wall time)
 
 and prints one table: records/s (inputs per wall second), ratio to the loop and to one
 process, start-up time (the same variant on a few images) and the steady-state rate after
@@ -184,10 +185,11 @@ def run_variant(name: str, shards: list[str], output: str, overrides: dict) -> d
 
     if name == "pipeline-2":
         cmd += ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    # The job service's own start (and its zygote's imports) count in the variant's wall time.
+    start = time.perf_counter()
     with job_service(2) if name == "service-2" else contextlib.nullcontext() as service:
         if service is not None:
             cmd += service.flags
-        start = time.perf_counter()
         # Through a fresh wrapper process: its RUSAGE_CHILDREN peak is this variant's largest
         # process, not an earlier variant's (the job service's workers are not its children).
         done = subprocess.run([sys.executable, __file__, "--_measure", *cmd], capture_output=True, text=True, cwd=REPO)

@@ -31,6 +31,9 @@ from pathlib import Path
 from llavaforge.runners.portable import WORKER_SCRIPT, job_service
 
 BENCH = Path(__file__).resolve().parent
+# SDK workers: the job service's launchers and the processes its zygote forks (the zygote itself,
+# preloaded and never running a bundle, counts with them), or the DirectRunner's own workers.
+WORKER_PROCESS_NAMES = (WORKER_SCRIPT.encode(), b"llavaforge.runners.zygote", b"sdk_worker_main")
 
 
 def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int], stop: threading.Event) -> None:
@@ -55,7 +58,7 @@ def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int]
                     hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     command = f.read()
-                    if WORKER_SCRIPT.encode() in command or b"sdk_worker_main" in command:
+                    if any(name in command for name in WORKER_PROCESS_NAMES):
                         workers.add(pid)
             except (OSError, StopIteration):
                 continue

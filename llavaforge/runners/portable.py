@@ -7,7 +7,8 @@ worker count only on the in-process DirectRunner path). This module serves the s
 `LocalJobServicer`, with a job type whose runner starts `--sdk_worker_parallelism` workers.
 Each worker is a separate Python process started by the job service
 (`beam:env:harness_subprocess_python:v1`), so every DoFn, model handler and record crosses
-a process boundary pickled, as on a distributed runner. The service runs with Beam's data-plane
+a process boundary pickled, as on a distributed runner; the process is forked from the
+service's zygote (`zygote.py`), which has imported what a worker needs. The service runs with Beam's data-plane
 flush race fixed (`flush_race.py`): without the fix, bundles with large inputs lose elements
 on their way to the workers.
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +38,7 @@ from apache_beam.options.pipeline_options import PortableOptions
 from apache_beam.runners.portability import local_job_service
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
+from llavaforge.runners import zygote
 from llavaforge.runners.flush_race import fix_flush_race
 from llavaforge.runners.options import cores_shared_between, flags_for_command_substitution
 
@@ -72,15 +76,10 @@ def serve(port: int = 0) -> tuple[local_job_service.LocalJobServicer, int]:
     return servicer, servicer.start_grpc_server(port)
 
 
+# The console script `zygote.launch_worker`: Beam's SDK worker, forked from the job service's
+# zygote. A one-word command keeps `--environment_config` free of spaces, so the flags survive
+# `$(...)` in a shell.
 WORKER_SCRIPT = "llavaforge-sdk-worker"
-
-
-def sdk_worker() -> None:
-    """The `llavaforge-sdk-worker` console script: Beam's SDK worker. A one-word command keeps
-    `--environment_config` free of spaces, so the flags survive `$(...)` in a shell."""
-    from apache_beam.runners.worker import sdk_worker_main
-
-    sdk_worker_main.main(sys.argv)
 
 
 def worker_command(python: Optional[str] = None) -> str:
@@ -98,7 +97,10 @@ def portable_args(job_endpoint: str, workers: int = 2, python: Optional[str] = N
     processes started with `python` (default: this interpreter)."""
     return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
             f"--environment_type={SUBPROCESS_ENVIRONMENT}", f"--environment_config={worker_command(python)}",
-            f"--sdk_worker_parallelism={workers}"]
+            f"--sdk_worker_parallelism={workers}",
+            # Beam's driver otherwise runs `pip freeze` (~2 s) to stage a list of its packages for
+            # the workers to compare with theirs; local workers run the driver's interpreter.
+            "--experiments=disable_logging_submission_environment"]
 
 
 def _free_port() -> int:
@@ -128,18 +130,21 @@ def job_service(workers: int = 2) -> Iterator[JobService]:
     """Run the job service as a separate process for the duration of the block, for runs
     with `workers` SDK worker processes."""
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "llavaforge.runners.portable", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_port(port, process)
-        yield JobService(portable_args(f"localhost:{port}", workers), process.pid)
-    finally:
-        process.terminate()
+    # The service's zygote starts here, so its imports overlap the service's own.
+    with zygote.running() as forker:
+        process = subprocess.Popen([sys.executable, "-m", "llavaforge.runners.portable", "--port", str(port)],
+                                   env={**os.environ, zygote.ZYGOTE_ENV: forker.socket},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _wait_for_port(port, process)
+            yield JobService(portable_args(f"localhost:{port}", workers), process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -152,10 +157,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.args_for:
         print(flags_for_command_substitution(portable_args(args.args_for, args.workers)))
         return 0
-    _, port = serve(args.port)
-    print(f"llavaforge job service listening on localhost:{port}", flush=True)
-    while True:
-        time.sleep(3600)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `job_service()` stops it so: clean up
+    with contextlib.ExitStack() as stack:
+        if zygote.ZYGOTE_ENV not in os.environ:
+            # The process workers are forked from (`zygote.py`); this service passes its
+            # environment to every worker it starts. It imports while the service waits for a job.
+            os.environ[zygote.ZYGOTE_ENV] = stack.enter_context(zygote.running()).socket
+        _, port = serve(args.port)
+        print(f"llavaforge job service listening on localhost:{port}", flush=True)
+        while True:
+            time.sleep(3600)
 
 
 if __name__ == "__main__":
