@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 import fsspec
 import pyarrow.parquet as pq
@@ -132,11 +132,73 @@ def _check_llava(fs, root: str, report: VerifyReport) -> set[str]:
     report.counts["llava_records"] = records
     single = join(root, LLAVA_FILE)
     if fs.exists(single):
+        whole, malformed = 0, False
         with fs.open(single, "r") as f:
-            whole = json.load(f)
-        if len(whole) != records or any(llava_record_errors(item) for item in whole):
-            report.problem(f"{LLAVA_FILE} holds {len(whole)} records, llava/ {records} (or a malformed one)")
+            try:
+                for item in json_list_items(f):
+                    whole += 1
+                    malformed = malformed or bool(llava_record_errors(item))
+            except ValueError:
+                malformed = True
+        if whole != records or malformed:
+            report.problem(f"{LLAVA_FILE} holds {whole} records, llava/ {records} (or a malformed one)")
     return keys
+
+
+def json_list_items(f: TextIO, chunk_chars: int = 1 << 20) -> Iterator[Any]:
+    """The items of the JSON list in `f`, one at a time: llava.json holds every record of a run,
+    which as Python objects takes several times its size on disk. ValueError if `f` is not one
+    JSON list."""
+    decoder = json.JSONDecoder()
+    buffer, at, eof = "", 0, False
+
+    def read_more() -> None:
+        nonlocal buffer, at, eof
+        chunk = f.read(chunk_chars)
+        eof = not chunk
+        buffer, at = buffer[at:] + chunk, 0
+
+    def next_char() -> str:  # the next character that is not whitespace, "" at the end
+        nonlocal at
+        while True:
+            while at < len(buffer) and buffer[at].isspace():
+                at += 1
+            if at < len(buffer) or eof:
+                return buffer[at:at + 1]
+            read_more()
+
+    if next_char() != "[":
+        raise ValueError("not a JSON list")
+    at += 1
+    if next_char() == "]":
+        at += 1
+    else:
+        while True:
+            next_char()
+            while True:
+                try:
+                    item, end = decoder.raw_decode(buffer, at)
+                    # A number cut by the buffer's end decodes too: the item is whole once a
+                    # separator follows it.
+                    after = end
+                    while after < len(buffer) and buffer[after].isspace():
+                        after += 1
+                    if buffer[after:after + 1] in (",", "]") or eof:
+                        break
+                except json.JSONDecodeError:
+                    if eof:
+                        raise
+                read_more()
+            yield item
+            at = end
+            separator = next_char()
+            at += 1
+            if separator == "]":
+                break
+            if separator != ",":
+                raise ValueError(f"expected ',' or ']' after item, found {separator!r}")
+    if next_char():
+        raise ValueError("data after the JSON list")
 
 
 def _check_images(fs, root: str, samples: _Samples, report: VerifyReport) -> None:

@@ -75,6 +75,11 @@ class ImageInfo:
             return self.__dict__
         return {name: value for name, value in self.__dict__.items() if name != "data"}
 
+    def unload(self) -> None:
+        """Let go of bytes loaded from `staged` (the next read of `data` loads them again)."""
+        if self.staged:
+            self.__dict__.pop("data", None)
+
     def __getattr__(self, name: str) -> Any:
         # Called only for attributes the instance lacks: `data` of a staged image after unpickling.
         if name == "data" and self.__dict__.get("staged"):

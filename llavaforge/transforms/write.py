@@ -19,12 +19,13 @@ piece). Publishing a complete run folder is the job layer's step, not this stage
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 import fsspec
@@ -56,41 +57,64 @@ def shard_of(key: str, shards: int) -> int:
     return int(key[:8], 16) % shards
 
 
-def write_samples_table(url: str, records: list[ImageRecord]) -> list[dict[str, Any]]:
-    rows = [row for r in records for row in sample_rows(r)]
-    with fsspec.open(url, "wb") as f:
-        pq.write_table(to_table(rows, SAMPLES_SCHEMA), f)
+# Samples tables embed their images: a writer holds one row group's images at a time (100 is
+# also the row group Hugging Face's datasets writes for image data).
+IMAGES_PER_ROW_GROUP = 100
+
+
+def write_samples_table(url: str, records: list[ImageRecord],
+                        each_group: Callable[[list[ImageRecord]], None] = lambda group: None) -> int:
+    """The records' sample rows into one Parquet file, IMAGES_PER_ROW_GROUP images a row group;
+    `each_group` gets each group once it is written, before its staged images are let go.
+    Returns the number of rows."""
+    rows = 0
+    with fsspec.open(url, "wb") as f, pq.ParquetWriter(f, SAMPLES_SCHEMA) as table:
+        for start in range(0, len(records), IMAGES_PER_ROW_GROUP):
+            group = records[start:start + IMAGES_PER_ROW_GROUP]
+            group_rows = [row for r in group for row in sample_rows(r)]
+            table.write_table(to_table(group_rows, SAMPLES_SCHEMA))
+            rows += len(group_rows)
+            each_group(group)
+            for record in group:
+                record.image.unload()
     return rows
 
 
 def write_image_shard(run_dir: str, index: int, records: list[ImageRecord]) -> dict[str, Any]:
+    """One pass over the shard: each image is read once (from staging) and written to the
+    samples table, its WebDataset stream and images/ before the next row group is read."""
     records = sorted(records, key=lambda r: r.key)
-    rows = write_samples_table(shard_path(run_dir, SAMPLES_DIR, index, "parquet"), records)
-    for image_format in sorted({r.image.format for r in records}):
-        with fsspec.open(wds_shard_path(run_dir, image_format, index), "wb") as f:
-            tar = TarWriter(f, encoder=False, mtime=_TAR_MTIME)
-            for record in (r for r in records if r.image.format == image_format):
-                tar.write({"__key__": record.key, image_format: record.image.data,
-                           "json": json.dumps(llava_records(record), ensure_ascii=False).encode()})
+    with contextlib.ExitStack() as files:
+        tars = {image_format: TarWriter(files.enter_context(fsspec.open(wds_shard_path(run_dir, image_format, index), "wb")),
+                                        encoder=False, mtime=_TAR_MTIME)
+                for image_format in sorted({r.image.format for r in records})}
+
+        def write_images(group: list[ImageRecord]) -> None:
+            for record in group:
+                data = record.image.data
+                tars[record.image.format].write({
+                    "__key__": record.key, record.image.format: data,
+                    "json": json.dumps(llava_records(record), ensure_ascii=False).encode()})
+                with fsspec.open(join(run_dir, IMAGES_DIR, image_name(record.key, record.image.format)), "wb") as f:
+                    f.write(data)
+
+        samples = write_samples_table(shard_path(run_dir, SAMPLES_DIR, index, "parquet"), records, write_images)
+        for tar in tars.values():
             tar.close()
     llava = [entry for record in records for entry in llava_records(record)]
     if llava:
         with fsspec.open(shard_path(run_dir, LLAVA_DIR, index, "json"), "w", encoding="utf-8") as f:
             json.dump(llava, f, ensure_ascii=False, indent=1)
-    for record in records:
-        with fsspec.open(join(run_dir, IMAGES_DIR, image_name(record.key, record.image.format)), "wb") as f:
-            f.write(record.image.data)
     stall_at("write-shard")
-    tasks = Counter(r.get("task") for r in rows if r.get("task"))
-    return {"shard": index, "images": len(records), "samples": len(rows), "llava_records": len(llava),
+    tasks = Counter(c.task for r in records for c in r.conversations)
+    return {"shard": index, "images": len(records), "samples": samples, "llava_records": len(llava),
             "tasks": dict(tasks)}
 
 
 def write_review_shard(run_dir: str, index: int, rejects: list[Reject]) -> dict[str, Any]:
     """The samples held for review (rejects carrying them), in the samples table's layout."""
     records = sorted((r.review for r in rejects), key=lambda r: (r.key, r.conversations[0].task))
-    rows = write_samples_table(shard_path(run_dir, REVIEW_DIR, index, "parquet"), records)
-    return {"shard": index, "review_samples": len(rows)}
+    return {"shard": index, "review_samples": write_samples_table(shard_path(run_dir, REVIEW_DIR, index, "parquet"), records)}
 
 
 def write_llava_file(run_dir: str, shards: Iterable[int]) -> int:
