@@ -64,8 +64,9 @@ def _check_samples(fs, root: str, report: VerifyReport) -> _Samples:
     shard_of_key: dict[str, str] = {}
     for path in _files(fs, root, SAMPLES_DIR, ".parquet"):
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=["id", "key", "task", "image.path", "conversations", "sha256"])
-        for row in table.to_pylist():
+            rows = list(_row_group_rows(f, ["id", "key", "task", "image.path", "conversations", "sha256"]))
+        for row in rows:
+            row["path"] = row.pop("image")["path"]
             found.rows += 1
             ids[row["id"]] += 1
             if shard_of_key.setdefault(row["key"], path) != path:
@@ -85,6 +86,14 @@ def _check_samples(fs, root: str, report: VerifyReport) -> _Samples:
             report.problem(f"sample id {sample_id} appears {n} times")
     report.counts["samples_rows"] = found.rows
     return found
+
+
+def _row_group_rows(f, columns: list[str]) -> Iterator[dict[str, Any]]:
+    """A Parquet file's rows (nested columns stay nested), one row group read at a time: samples
+    tables embed images, and reading a nested field reads its whole column chunk."""
+    table = pq.ParquetFile(f)
+    for group in range(table.num_row_groups):
+        yield from table.read_row_group(group, columns=columns).to_pylist()
 
 
 def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
