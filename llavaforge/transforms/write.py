@@ -84,6 +84,7 @@ def write_image_shard(run_dir: str, index: int, records: list[ImageRecord]) -> d
     """One pass over the shard: each image is read once (from staging) and written to the
     samples table, its WebDataset stream and images/ before the next row group is read."""
     records = sorted(records, key=lambda r: r.key)
+    llava: list[dict[str, Any]] = []  # the shard's LLaVA records, in key order, for llava/
     with contextlib.ExitStack() as files:
         tars = {image_format: TarWriter(files.enter_context(fsspec.open(wds_shard_path(run_dir, image_format, index), "wb")),
                                         encoder=False, mtime=_TAR_MTIME)
@@ -92,16 +93,17 @@ def write_image_shard(run_dir: str, index: int, records: list[ImageRecord]) -> d
         def write_images(group: list[ImageRecord]) -> None:
             for record in group:
                 data = record.image.data
+                entries = llava_records(record)
+                llava.extend(entries)
                 tars[record.image.format].write({
                     "__key__": record.key, record.image.format: data,
-                    "json": json.dumps(llava_records(record), ensure_ascii=False).encode()})
+                    "json": json.dumps(entries, ensure_ascii=False).encode()})
                 with fsspec.open(join(run_dir, IMAGES_DIR, image_name(record.key, record.image.format)), "wb") as f:
                     f.write(data)
 
         samples = write_samples_table(shard_path(run_dir, SAMPLES_DIR, index, "parquet"), records, write_images)
         for tar in tars.values():
             tar.close()
-    llava = [entry for record in records for entry in llava_records(record)]
     if llava:
         with fsspec.open(shard_path(run_dir, LLAVA_DIR, index, "json"), "w", encoding="utf-8") as f:
             json.dump(llava, f, ensure_ascii=False, indent=1)
