@@ -77,7 +77,7 @@ def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
     from llavaforge.transforms.decode import decode_sample
     from llavaforge.transforms.dedup import choose_kept, duplicate_reject
     from llavaforge.transforms.read import ReadShardFn
-    from llavaforge.transforms.synthesize import outcome, plan_requests
+    from llavaforge.transforms.synthesize import generated, outcome, plan_requests
     from llavaforge.transforms.write import shard_count, shard_of, write_image_shard, write_reject_shard
 
     recipe = load_recipe(None, overrides)
@@ -134,7 +134,7 @@ def plain_loop(shards: list[str], output: str, overrides: dict) -> dict:
             by_key = defaultdict(list)
             for batch in chunks(requests, synth.max_batch_size):
                 for result in handler.run_inference(batch, model):
-                    key, result_outcome = outcome(result, synth, library)
+                    key, result_outcome = outcome(generated(result), synth, library)
                     by_key[key].append(result_outcome)
             kept = []
             for r in found:

@@ -13,6 +13,8 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 
 from llavaforge.errors import UsageError
 from llavaforge.runners.flush_race import fix_flush_race
+from llavaforge.runners.input_messages import bound_input_messages
+from llavaforge.runners.output_streams import release_closed_output_streams
 
 
 class GpuStageOptions(PipelineOptions):
@@ -78,9 +80,18 @@ def _timed_worker_flush(options: PipelineOptions) -> Optional[str]:
     return None
 
 
-def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    # Every run's options come from here, so every run's local runner sends whole bundles.
+def mend_local_runner() -> None:
+    """Beam 2.77's local runner, mended in this process: it sends whole bundles (flush_race.py)
+    in bounded messages (input_messages.py), and its in-process worker lets go of each stage's
+    output buffer (output_streams.py)."""
     fix_flush_race()
+    bound_input_messages()
+    release_closed_output_streams()
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    # Every run's options come from here, so every run's local runner is mended.
+    mend_local_runner()
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:

@@ -39,8 +39,7 @@ from apache_beam.runners.portability import local_job_service
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
 from llavaforge.runners import zygote
-from llavaforge.runners.flush_race import fix_flush_race
-from llavaforge.runners.options import cores_shared_between, flags_for_command_substitution
+from llavaforge.runners.options import cores_shared_between, flags_for_command_substitution, mend_local_runner
 
 SUBPROCESS_ENVIRONMENT = "beam:env:harness_subprocess_python:v1"
 START_TIMEOUT_S = 60.0
@@ -71,7 +70,7 @@ class ParallelBeamJob(local_job_service.BeamJob):
 
 def serve(port: int = 0) -> tuple[local_job_service.LocalJobServicer, int]:
     """Start the job service in this process; returns (servicer, port)."""
-    fix_flush_race()
+    mend_local_runner()
     servicer = local_job_service.LocalJobServicer(beam_job_type=ParallelBeamJob)
     return servicer, servicer.start_grpc_server(port)
 

@@ -39,6 +39,8 @@ import traceback
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional
 
+from llavaforge.runners.output_streams import release_closed_output_streams
+
 ZYGOTE_ENV = "LLAVAFORGE_ZYGOTE"
 START_TIMEOUT_S = 10.0
 
@@ -87,6 +89,7 @@ def launch_worker() -> None:
     code = run_in_zygote(path, sys.argv) if path else None
     if code is not None:
         sys.exit(code)
+    release_closed_output_streams()
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
@@ -149,6 +152,7 @@ def _run_forked_worker(conn: socket.socket, request: dict, fds: list[int]) -> No
             os._exit(128 + signal.SIGTERM)
 
         threading.Thread(target=exit_with_launcher, name="launcher-watch", daemon=True).start()
+        release_closed_output_streams()
         from apache_beam.runners.worker import sdk_worker_main
 
         sdk_worker_main.main(request["argv"])

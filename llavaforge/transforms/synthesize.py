@@ -115,11 +115,23 @@ class _PlanFn(StageFn):
             yield beam.pvalue.TaggedOutput(VISION_REQUESTS if isinstance(request, VlmRequest) else REQUESTS, request)
 
 
-def outcome(result: PredictionResult, config: SynthesizeConfig,
+class Generated(NamedTuple):
+    """A generation with its request's tag: what parsing needs. The request's prompt (few-shot
+    examples and context, several KB) is left behind, so it is not buffered at the shuffle
+    that joins outcomes to records."""
+
+    tag: SynthesisTag
+    generation: Generation
+
+
+def generated(result: PredictionResult) -> Generated:
+    return Generated(result.example.tag, result.inference)
+
+
+def outcome(result: Generated, config: SynthesizeConfig,
             library: PromptLibrary) -> tuple[str, Conversation | Reject]:
     """(key, the conversation or the task's reject) from one LLM result."""
-    tag: SynthesisTag = result.example.tag
-    generation = result.inference
+    tag, generation = result
     if generation.error:
         return tag.key, Reject.of(tag.key, tag.source, STAGE, "llm_error", generation.error, task=tag.task,
                                   retryable=True)
@@ -166,14 +178,14 @@ class _ParseFn(StageFn):
         self._tokens_in = Metrics.counter(STAGE, "tokens_in")
         self._tokens_out = Metrics.counter(STAGE, "tokens_out")
 
-    def process_element(self, result: PredictionResult) -> Iterator[tuple[str, Any]]:
-        self._tokens_in.inc(result.inference.tokens_in)
-        self._tokens_out.inc(result.inference.tokens_out)
+    def process_element(self, result: Generated) -> Iterator[tuple[str, Any]]:
+        self._tokens_in.inc(result.generation.tokens_in)
+        self._tokens_out.inc(result.generation.tokens_out)
         yield outcome(result, self.config, self.library)
 
-    def element_rejects(self, result: PredictionResult, error: Exception) -> list[Any]:
+    def element_rejects(self, result: Generated, error: Exception) -> list[Any]:
         # The task's reject goes on to assembly with the image's other tasks.
-        tag: SynthesisTag = result.example.tag
+        tag = result.tag
         return [(tag.key, Reject.of(tag.key, tag.source, STAGE, "error", f"{type(error).__name__}: {error}",
                                     task=tag.task, retryable=True))]
 
@@ -230,14 +242,15 @@ class Synthesize(beam.PTransform):
     def expand(self, records):
         planned = records | "Plan" >> beam.ParDo(_PlanFn(self.config, self.library, self.seed)).with_outputs(
             REQUESTS, VISION_REQUESTS, REJECTS, main="records")
-        generated, rejects = [], [planned[REJECTS]]
+        generations, rejects = [], [planned[REJECTS]]
         for label, output, handler in self._generators():
             results, failures = planned[output] | f"Generate{label}" >> RunInference(handler).with_exception_handling()
             retried, retry_rejects = apply_stage_fn(failures.failed_inferences, _RetryEachRequestFn(handler),
                                                     f"RetryEach{label or 'Request'}")
-            generated += [results, retried]
+            generations += [results | f"Generated{label}" >> beam.Map(generated),
+                            retried | f"RetriedGenerated{label}" >> beam.Map(generated)]
             rejects.append(retry_rejects)
-        outcomes, parse_rejects = apply_stage_fn(generated | "AllGenerated" >> beam.Flatten(),
+        outcomes, parse_rejects = apply_stage_fn(generations | "AllGenerated" >> beam.Flatten(),
                                                  _ParseFn(self.config, self.library), "Parse")
         joined = {"record": planned.records, "outcomes": outcomes} | "JoinByKey" >> beam.CoGroupByKey()
         assembled, assemble_rejects = apply_stage_fn(joined, _AssembleFn(self.config.tasks), "Assemble")

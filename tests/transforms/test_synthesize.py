@@ -16,7 +16,7 @@ from llavaforge.config.sections import WriteConfig
 from llavaforge.schemas.llava import IMAGE_TOKEN, conversation_errors
 from llavaforge.schemas.record import Annotations, Caption, Conversation, DetectedObject, ImageInfo, ImageRecord, \
     OcrText, Source, Tag
-from llavaforge.transforms.synthesize import STAGE, Synthesize, outcome, plan_requests
+from llavaforge.transforms.synthesize import STAGE, Synthesize, generated, outcome, plan_requests
 from llavaforge.transforms.write import WriteOutputs
 from llavaforge.jobs.verify import verify_run as verify
 from tests.conftest import EXAMPLES, make_record
@@ -68,7 +68,7 @@ def result_for(text: str, task: str = "reasoning", error: str = ""):
     config = config_for({"preset": "tiny", "synthesize.task_mix": "all"})
     requests = plan_requests(described(1), config, load_library(), seed=0)
     request = next(r for r in requests if r.tag.task == task)
-    return outcome(PredictionResult(request, Generation(text, 30, 9, error)), config, load_library()), request
+    return outcome(generated(PredictionResult(request, Generation(text, 30, 9, error))), config, load_library()), request
 
 
 def test_outcome_records_backend_model_version_tokens_and_seed():

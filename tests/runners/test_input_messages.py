@@ -1,0 +1,110 @@
+"""The local runner sends stage inputs in bounded messages (runners/input_messages.py): a grouped
+share is encoded in chunks with the same elements, order and share per key as Beam's; the
+runner's stream flushes as it sends; the in-process worker lets go of each message once read."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.coders import coders
+from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
+from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
+from apache_beam.runners.worker.data_plane import InMemoryDataChannel, SizeBasedBufferingClosableOutputStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import core, window
+
+from llavaforge.runners import input_messages
+from llavaforge.runners.options import pipeline_options
+
+PRE = coders.WindowedValueCoder(coders.TupleCoder([coders.BytesCoder(), coders.BytesCoder()]),
+                                coders.GlobalWindowCoder())
+POST = coders.WindowedValueCoder(
+    coders.TupleCoder([coders.BytesCoder(), coders.IterableCoder(coders.BytesCoder())]), coders.GlobalWindowCoder())
+
+
+KEYS, VALUES_PER_KEY, VALUE_BYTES = 300, 20, 1000  # 6 MB in all
+
+
+def value(i: int) -> bytes:
+    return b"%08d" % i + b"x" * (VALUE_BYTES - 8)
+
+
+def grouping_buffer() -> GroupingBuffer:
+    buffer = GroupingBuffer(PRE, POST, core.Windowing(window.GlobalWindows()))
+    stream = create_OutputStream()
+    for i in range(KEYS * VALUES_PER_KEY):
+        PRE.get_impl().encode_to_stream(window.GlobalWindows.windowed_value((b"k%d" % (i % KEYS), value(i))), stream,
+                                        True)
+    buffer.append(stream.get())
+    return buffer
+
+
+def decoded(pieces: list[bytes]) -> list[tuple]:
+    elements = []
+    for piece in pieces:
+        stream = create_InputStream(piece)
+        while stream.size() > 0:
+            key, values = POST.get_impl().decode_from_stream(stream, True).value
+            elements.append((key, list(values)))
+    return elements
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_a_grouped_share_comes_in_chunks_with_beams_elements_order_and_shares(workers):
+    # Beam's partition: keys in the order first seen, key number i to share i % workers.
+    expected = [[(b"k%d" % k, [value(i) for i in range(k, KEYS * VALUES_PER_KEY, KEYS)])
+                 for k in range(share, KEYS, workers)] for share in range(workers)]
+    buffer = grouping_buffer()
+    chunked = input_messages._partition_in_chunks(buffer, workers)
+    assert [decoded(share) for share in chunked] == expected
+    assert all(len(share) > 1 for share in chunked)  # each share over a chunk: several chunks
+    largest_group = VALUES_PER_KEY * (VALUE_BYTES + 8)
+    assert max(len(chunk) for share in chunked for chunk in share) < input_messages.CHUNK_BYTES + largest_group
+    assert not buffer._table  # the values went as they were encoded
+    assert input_messages._partition_in_chunks(buffer, workers) is chunked  # read again: the same chunks
+
+
+def sent_messages(send, pieces: list[bytes]) -> list[bytes]:
+    """The messages a bundle's input goes out in, sent by `send` (a BundleManager method)
+    through Beam's size-flushing stream."""
+    messages = []
+
+    class DataConnection:
+        def output_stream(self, instruction_id, transform_id):
+            return SizeBasedBufferingClosableOutputStream(close_callback=messages.append,
+                                                          flush_callback=messages.append)
+
+    class Manager:
+        _worker_handler = type("WorkerHandler", (), {"data_conn": DataConnection()})()
+
+    send(Manager(), "bundle", "read", pieces)
+    return [m for m in messages if m]
+
+
+def test_a_bundles_input_goes_out_in_messages_of_beams_flush_size():
+    pieces = [bytes([i]) * (1 << 20) for i in range(30)]  # 30 MB of whole-element pieces
+    messages = sent_messages(input_messages._send_input_in_messages, pieces)
+    assert b"".join(messages) == b"".join(pieces)
+    assert len(messages) >= 3 and max(map(len, messages)) <= (10 << 20) + (1 << 20)
+
+
+def test_the_in_process_worker_lets_go_of_each_message_once_read():
+    runner_side = InMemoryDataChannel()
+    worker_side = runner_side.inverse()
+    for instruction in ("a", "b", "a"):
+        stream = runner_side.output_stream(instruction, "read")
+        stream.write(instruction.encode() * 10)
+        stream.close()
+    read = input_messages._input_elements_let_go(worker_side, "a", None)
+    first = next(read)
+    assert first.data == b"a" * 10
+    assert all(e is not first for e in worker_side._inputs)  # Beam's kept it until the last was read
+    assert [e.data for e in read] == [b"a" * 10]
+    assert [e.data for e in worker_side._inputs] == [b"b" * 10]  # another bundle's input stays
+
+
+def test_a_pipeline_through_the_mended_runner_groups_as_before():
+    with beam.Pipeline(options=pipeline_options(["--direct_running_mode=in_memory"])) as p:
+        counts = (p | beam.Create(range(20000)) | "Keyed" >> beam.Map(lambda i: (i % 500, b"x" * 400))
+                  | beam.GroupByKey() | "Count" >> beam.Map(lambda kv: (kv[0], len(list(kv[1])))))
+        assert_that(counts, equal_to([(k, 40) for k in range(500)]))
