@@ -1,24 +1,22 @@
-"""Beam's local runner sends each SDK worker a stage's input in one message; the fix sends it
-in messages of Beam's usual size.
+"""Beam's local runner holds a stage's input several times over while it runs the stage; the
+fix holds it about once.
 
 The FnApiRunner (the in-process runner, the DirectRunner's multi-processing mode, the portable
-job service) keeps every stage's input in memory and, to run the stage, writes a worker's share
-into a data-plane stream without ever asking it to flush (`_send_input_to_worker`), so it goes
-out as one message when the stream is closed (or whatever a one-second timer catches). After a
-shuffle that share is also one byte string (`GroupingBuffer.partition`), built while the grouped
-table, the output stream and the string copied out of it are all held. So each worker receives
-half a stage's input (with two workers) at once, and a worker's memory grows with the run,
-where Beam's data plane otherwise bounds it: messages of about 10 MB, five queued on receipt,
-100 MB queued to send. Measured with `bench/scaling.py`: worker peaks rose 1.35x from 1k to 10k
-images.
+job service) keeps every stage's input in memory. After a shuffle it encodes each worker's share
+into one byte string (`GroupingBuffer.partition`) while the grouped table, the output stream
+and the string copied out of it are all held: three copies of the grouped data at the peak. To
+run a stage in-process it writes the whole input into the worker's `InMemoryDataChannel`
+without flushing (`_send_input_to_worker`), as one message, and the worker keeps every message
+of the stage until it has read the last: two more copies while the stage runs.
 
-The fix writes a grouped share in chunks of `CHUNK_BYTES`, letting go of each key's values as
-they are encoded, and flushes the stream whenever it passes Beam's flush size while it sends,
-so a worker's input arrives in bounded messages, under the data plane's back-pressure. Same
-elements, in the same order, in the same share per key as Beam's. The in-process runner's
-worker (`InMemoryDataChannel`) also kept every message of a stage's input until it had read the
-last one: it now lets go of each once read, so that a stage's input is not held twice while it
-runs.
+The fix encodes a grouped share in chunks of `CHUNK_BYTES`, letting go of each key's values as
+they are encoded (same elements, in the same order, in the same share per key as Beam's); the
+in-process send flushes at Beam's 10 MB message size as it goes; the in-process worker lets go
+of each message once read. A worker process still gets its share as Beam sends it (one message,
+or what a one-second timer catches): the runner sends a bundle's input before it asks the
+worker to start the bundle, and a worker queues at most five messages of a bundle it has not
+started, so bounded messages to a worker process deadlock on a large stage (a 50,000-image run
+with 2 workers hung until its gRPC deadline).
 """
 
 from __future__ import annotations
@@ -65,11 +63,17 @@ def _partition_in_chunks(self, n: int) -> list[list[bytes]]:
 
 
 def _send_input_in_messages(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
-    """`BundleManager._send_input_to_worker` (Beam 2.77), flushing as it goes."""
-    data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
+    """`BundleManager._send_input_to_worker` (Beam 2.77), flushing as it goes to an in-process
+    worker (whose channel queues without bound)."""
+    from apache_beam.runners.worker.data_plane import InMemoryDataChannel
+
+    data_conn = self._worker_handler.data_conn
+    in_process = isinstance(data_conn, InMemoryDataChannel)
+    data_out = data_conn.output_stream(process_bundle_id, read_transform_id)
     for byte_stream in byte_streams or []:
         data_out.write(byte_stream)
-        data_out.maybe_flush()  # each piece holds whole elements, so a message never splits one
+        if in_process:
+            data_out.maybe_flush()  # each piece holds whole elements, so a message never splits one
     data_out.close()
 
 
@@ -90,8 +94,9 @@ def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, ab
     self._inputs = other_inputs
 
 
-def bound_input_messages() -> None:
-    """Make the local runner send stage inputs in bounded messages, in this process (idempotent)."""
+def hold_stage_inputs_once() -> None:
+    """Make the local runner hold a stage's input about once while it runs it, in this process
+    (idempotent)."""
     # Imported here: the runner pulls in gRPC, which commands that only print flags skip.
     from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
     from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager

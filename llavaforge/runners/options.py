@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 
 from llavaforge.errors import UsageError
 from llavaforge.runners.flush_race import fix_flush_race
-from llavaforge.runners.input_messages import bound_input_messages
+from llavaforge.runners.input_messages import hold_stage_inputs_once
 from llavaforge.runners.output_streams import release_closed_output_streams
 
 
@@ -81,11 +81,11 @@ def _timed_worker_flush(options: PipelineOptions) -> Optional[str]:
 
 
 def mend_local_runner() -> None:
-    """Beam 2.77's local runner, mended in this process: it sends whole bundles (flush_race.py)
-    in bounded messages (input_messages.py), and its in-process worker lets go of each stage's
-    output buffer (output_streams.py)."""
+    """Beam 2.77's local runner, mended in this process: it sends whole bundles (flush_race.py),
+    holds a stage's input about once while it runs it (input_messages.py), and its in-process
+    worker lets go of each stage's output buffer (output_streams.py)."""
     fix_flush_race()
-    bound_input_messages()
+    hold_stage_inputs_once()
     release_closed_output_streams()
 
 

@@ -1,6 +1,7 @@
-"""The local runner sends stage inputs in bounded messages (runners/input_messages.py): a grouped
-share is encoded in chunks with the same elements, order and share per key as Beam's; the
-runner's stream flushes as it sends; the in-process worker lets go of each message once read."""
+"""The local runner holds a stage's input about once (runners/input_messages.py): a grouped share
+is encoded in chunks with the same elements, order and share per key as Beam's; the send to the
+in-process worker flushes as it goes (to a worker process it does not); the in-process worker
+lets go of each message once read."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.coders import coders
 from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
+from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
-from apache_beam.runners.worker.data_plane import InMemoryDataChannel, SizeBasedBufferingClosableOutputStream
+from apache_beam.runners.worker.data_plane import ClosableOutputStream, InMemoryDataChannel
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core, window
 
@@ -64,28 +66,46 @@ def test_a_grouped_share_comes_in_chunks_with_beams_elements_order_and_shares(wo
     assert input_messages._partition_in_chunks(buffer, workers) is chunked  # read again: the same chunks
 
 
-def sent_messages(send, pieces: list[bytes]) -> list[bytes]:
-    """The messages a bundle's input goes out in, sent by `send` (a BundleManager method)
-    through Beam's size-flushing stream."""
-    messages = []
-
-    class DataConnection:
-        def output_stream(self, instruction_id, transform_id):
-            return SizeBasedBufferingClosableOutputStream(close_callback=messages.append,
-                                                          flush_callback=messages.append)
-
-    class Manager:
-        _worker_handler = type("WorkerHandler", (), {"data_conn": DataConnection()})()
-
-    send(Manager(), "bundle", "read", pieces)
-    return [m for m in messages if m]
+def sent_messages(send, data_conn, pieces: list[bytes]) -> list[bytes]:
+    """The messages a bundle's input goes out in through `data_conn`, sent by `send` (a
+    BundleManager method)."""
+    manager = type("Manager", (), {"_worker_handler": type("WorkerHandler", (), {"data_conn": data_conn})()})()
+    send(manager, "bundle", "read", pieces)
+    return [m.data for m in data_conn.inverse()._inputs if m.data]
 
 
-def test_a_bundles_input_goes_out_in_messages_of_beams_flush_size():
-    pieces = [bytes([i]) * (1 << 20) for i in range(30)]  # 30 MB of whole-element pieces
-    messages = sent_messages(input_messages._send_input_in_messages, pieces)
-    assert b"".join(messages) == b"".join(pieces)
+class WorkerProcessChannel:
+    """A worker process's data channel as the runner writes to it (Beam's size-flushing stream),
+    without gRPC: what is flushed or closed arrives on `inverse()._inputs`."""
+
+    def __init__(self) -> None:
+        self._received = type("Received", (), {"_inputs": []})()
+
+    def inverse(self):
+        return self._received
+
+    def output_stream(self, instruction_id: str, transform_id: str) -> ClosableOutputStream:
+        def send(data: bytes) -> None:
+            self._received._inputs.append(beam_fn_api_pb2.Elements.Data(
+                instruction_id=instruction_id, transform_id=transform_id, data=data))
+
+        return ClosableOutputStream.create(send, send, data_buffer_time_limit_ms=0)
+
+
+PIECES = [bytes([i]) * (1 << 20) for i in range(30)]  # 30 MB of whole-element pieces
+
+
+def test_an_in_process_bundles_input_goes_out_in_messages_of_beams_flush_size():
+    messages = sent_messages(input_messages._send_input_in_messages, InMemoryDataChannel(), PIECES)
+    assert b"".join(messages) == b"".join(PIECES)
     assert len(messages) >= 3 and max(map(len, messages)) <= (10 << 20) + (1 << 20)
+
+
+def test_a_worker_process_gets_its_input_as_beam_sends_it():
+    # Bounded messages would deadlock there: the runner sends all of a bundle's input before it
+    # starts the bundle, and a worker queues five messages of a bundle it has not started.
+    messages = sent_messages(input_messages._send_input_in_messages, WorkerProcessChannel(), PIECES)
+    assert messages == [b"".join(PIECES)]
 
 
 def test_the_in_process_worker_lets_go_of_each_message_once_read():
