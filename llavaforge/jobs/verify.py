@@ -63,9 +63,7 @@ def _check_samples(fs, root: str, report: VerifyReport) -> _Samples:
     ids: Counter = Counter()
     shard_of_key: dict[str, str] = {}
     for path in _files(fs, root, SAMPLES_DIR, ".parquet"):
-        with fs.open(path, "rb") as f:
-            rows = list(_row_group_rows(f, ["id", "key", "task", "image.path", "conversations", "sha256"]))
-        for row in rows:
+        for row in _row_group_rows(fs, path, ["id", "key", "task", "image.path", "conversations", "sha256"]):
             row["path"] = row.pop("image")["path"]
             found.rows += 1
             ids[row["id"]] += 1
@@ -88,12 +86,13 @@ def _check_samples(fs, root: str, report: VerifyReport) -> _Samples:
     return found
 
 
-def _row_group_rows(f, columns: list[str]) -> Iterator[dict[str, Any]]:
+def _row_group_rows(fs, path: str, columns: list[str]) -> Iterator[dict[str, Any]]:
     """A Parquet file's rows (nested columns stay nested), one row group read at a time: samples
     tables embed images, and reading a nested field reads its whole column chunk."""
-    table = pq.ParquetFile(f)
-    for group in range(table.num_row_groups):
-        yield from table.read_row_group(group, columns=columns).to_pylist()
+    with fs.open(path, "rb") as f:
+        table = pq.ParquetFile(f)
+        for group in range(table.num_row_groups):
+            yield from table.read_row_group(group, columns=columns).to_pylist()
 
 
 def _check_wds(fs, root: str, report: VerifyReport) -> set[str]:
