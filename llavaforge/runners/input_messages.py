@@ -82,16 +82,18 @@ def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, ab
     from apache_beam.portability.api import beam_fn_api_pb2
 
     other_inputs = []
-    while self._inputs:
-        element = self._inputs.pop(0)
-        if element.instruction_id != instruction_id:
-            other_inputs.append(element)
-        elif isinstance(element, beam_fn_api_pb2.Elements.Timers):
-            if not element.is_last:
+    try:
+        while self._inputs:
+            element = self._inputs.pop(0)
+            if element.instruction_id != instruction_id:
+                other_inputs.append(element)
+            elif isinstance(element, beam_fn_api_pb2.Elements.Timers):
+                if not element.is_last:
+                    yield element
+            elif isinstance(element, beam_fn_api_pb2.Elements.Data) and (element.data or element.is_last):
                 yield element
-        elif isinstance(element, beam_fn_api_pb2.Elements.Data) and (element.data or element.is_last):
-            yield element
-    self._inputs = other_inputs
+    finally:  # also when the reader stops early (its bundle failed): other bundles' input stays
+        self._inputs = other_inputs + self._inputs
 
 
 def hold_stage_inputs_once() -> None:

@@ -108,19 +108,32 @@ def test_a_worker_process_gets_its_input_as_beam_sends_it():
     assert messages == [b"".join(PIECES)]
 
 
-def test_the_in_process_worker_lets_go_of_each_message_once_read():
+def in_process_worker_side(instructions: tuple[str, ...]) -> InMemoryDataChannel:
+    """The in-process worker's channel holding one message per instruction, in order."""
     runner_side = InMemoryDataChannel()
-    worker_side = runner_side.inverse()
-    for instruction in ("a", "b", "a"):
+    for instruction in instructions:
         stream = runner_side.output_stream(instruction, "read")
         stream.write(instruction.encode() * 10)
         stream.close()
+    return runner_side.inverse()
+
+
+def test_the_in_process_worker_lets_go_of_each_message_once_read():
+    worker_side = in_process_worker_side(("a", "b", "a"))
     read = input_messages._input_elements_let_go(worker_side, "a", None)
     first = next(read)
     assert first.data == b"a" * 10
     assert all(e is not first for e in worker_side._inputs)  # Beam's kept it until the last was read
     assert [e.data for e in read] == [b"a" * 10]
     assert [e.data for e in worker_side._inputs] == [b"b" * 10]  # another bundle's input stays
+
+
+def test_a_reader_that_stops_early_leaves_other_bundles_input():
+    worker_side = in_process_worker_side(("b", "a", "a"))
+    read = input_messages._input_elements_let_go(worker_side, "a", None)
+    next(read)
+    read.close()  # the bundle failed after its first message
+    assert [e.instruction_id for e in worker_side._inputs] == ["b", "a"]
 
 
 def test_a_pipeline_through_the_mended_runner_groups_as_before():
