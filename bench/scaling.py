@@ -4,13 +4,15 @@ measured), on the realistic workload with 5% near-duplicate images (near-dedup o
 conversations asking one shared question (question dedup has work).
 
     .venv/bin/python bench/scaling.py --images 1000 10000 [50000] [--speedup 100] [--workers 2 [--multi-processing]]
+                                      [--shard-cache DIR]
 
 Each size runs in a fresh process, on the in-process DirectRunner or, with `--workers N`, N SDK
 worker processes: Beam's portable job service, or the DirectRunner's multi-processing mode
 (`--multi-processing`); prints seconds per image, the peak RSS of
 the runner (the driver, or the job service, whichever is larger: the local runners' buffers of
 whole PCollections live there) and of the largest worker process, each relative to the smallest
-size.
+size. Building the shards is not measured; it takes ~30 s per 1,000 images, which
+`--shard-cache` saves on the next run.
 """
 
 from __future__ import annotations
@@ -65,7 +67,21 @@ def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int]
             peaks[pid] = max(peaks.get(pid, 0), hwm)
 
 
-def one_size(images: int, speedup: float, workers: int, multi_processing: bool) -> dict:
+def cached_shards(cache: Path, images: int) -> list[str]:
+    """The shards of `images` images, built into `cache` once (a build cut short is redone)."""
+    import pipeline_standin
+
+    folder = cache / f"images-{images}"
+    complete = folder / "COMPLETE"
+    if not complete.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        pipeline_standin.build_shards(folder, images, near_duplicates=0.05)
+        complete.touch()
+    return sorted(str(path) for path in folder.glob("shard-*.tar"))
+
+
+def one_size(images: int, speedup: float, workers: int, multi_processing: bool, shard_cache: Path | None) -> dict:
     os.environ["STANDIN_SPEEDUP"] = str(speedup)  # read when the stand-ins are imported
     sys.path.insert(0, str(BENCH))
     import pipeline_standin
@@ -75,7 +91,8 @@ def one_size(images: int, speedup: float, workers: int, multi_processing: bool) 
 
     pipeline_standin.patch_models()
     work = Path(tempfile.mkdtemp(prefix="llavaforge-scaling-"))
-    shards = pipeline_standin.build_shards(work, images, near_duplicates=0.05)
+    shards = (cached_shards(shard_cache, images) if shard_cache else
+              pipeline_standin.build_shards(work, images, near_duplicates=0.05))
     recipe = load_recipe(None, {**workload.RECIPE, "dedup.near.enabled": True})
     peaks: dict[int, int] = {}
     worker_pids: set[int] = set()
@@ -120,16 +137,19 @@ def main() -> None:
                    help="SDK worker processes (0: the in-process runner)")
     p.add_argument("--multi-processing", action="store_true",
                    help="the workers of the DirectRunner's multi-processing mode (default: of the portable job service)")
+    p.add_argument("--shard-cache", type=Path,
+                   help="build each size's shards into this folder once and reuse them (default: a fresh build per run)")
     p.add_argument("--_one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._one:
-        print(json.dumps(one_size(args._one, args.speedup, args.workers, args.multi_processing)))
+        print(json.dumps(one_size(args._one, args.speedup, args.workers, args.multi_processing, args.shard_cache)))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])}
     rows = []
     for images in args.images:
         done = subprocess.run([sys.executable, __file__, "--_one", str(images), "--speedup", str(args.speedup),
-                               "--workers", str(args.workers), *(["--multi-processing"] if args.multi_processing else [])],
+                               "--workers", str(args.workers), *(["--multi-processing"] if args.multi_processing else []),
+                               *(["--shard-cache", str(args.shard_cache)] if args.shard_cache else [])],
                               capture_output=True, text=True, env=env)
         if done.returncode:
             raise SystemExit(done.stderr[-3000:])

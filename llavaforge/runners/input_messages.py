@@ -1,27 +1,35 @@
-"""Beam's local runner holds a stage's input several times over while it runs the stage; the
-fix holds it about once.
+"""Beam's local runner holds a stage's input several times over while it runs the stage, and
+hands a worker process its whole share at once; the fix holds it about once and streams it.
 
 The FnApiRunner (the in-process runner, the DirectRunner's multi-processing mode, the portable
 job service) keeps every stage's input in memory. After a shuffle it encodes each worker's share
 into one byte string (`GroupingBuffer.partition`) while the grouped table, the output stream
-and the string copied out of it are all held: three copies of the grouped data at the peak. To
-run a stage in-process it writes the whole input into the worker's `InMemoryDataChannel`
-without flushing (`_send_input_to_worker`), as one message, and the worker keeps every message
-of the stage until it has read the last: two more copies while the stage runs.
+and the string copied out of it are all held: three copies of the grouped data at the peak. It
+writes a bundle's input into the data channel without flushing (`_send_input_to_worker`), so a
+worker gets its share as one message (or what a one-second timer catches): the in-process
+worker keeps every message of the stage until it has read the last, and a worker process holds
+its half of the stage at once.
 
 The fix encodes a grouped share in chunks of `CHUNK_BYTES`, letting go of each key's values as
 they are encoded (same elements, in the same order, in the same share per key as Beam's); the
-in-process send flushes at Beam's 10 MB message size as it goes; the in-process worker lets go
-of each message once read. A worker process still gets its share as Beam sends it (one message,
-or what a one-second timer catches): the runner sends a bundle's input before it asks the
-worker to start the bundle, and a worker queues at most five messages of a bundle it has not
-started, so bounded messages to a worker process deadlock on a large stage (a 50,000-image run
-with 2 workers hung until its gRPC deadline).
+send flushes at `MESSAGE_BYTES` as it goes; the in-process worker lets go of each message once
+read. Bounded messages need one more change for a worker process: Beam's runner sends all of a
+bundle's input before it asks the worker to start the bundle, and a worker queues at most five
+messages of a bundle it has not started, so a share over five messages plus the runner's send
+queue (100 MB) would wait on itself (a 50,000-image run with 2 workers hung until its gRPC
+deadline). `process_bundle` therefore asks a worker process to start the bundle first and sends
+the input from a thread while it gathers the output, the way the split path in Beam's own
+runner and a distributed runner's data plane already do. The in-process worker runs a bundle
+inside the request, so its input still goes first.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+
 CHUNK_BYTES = 1 << 20
+MESSAGE_BYTES = 10 << 20  # Beam's data-plane flush size
 
 
 def _partition_in_chunks(self, n: int) -> list[list[bytes]]:
@@ -63,18 +71,117 @@ def _partition_in_chunks(self, n: int) -> list[list[bytes]]:
 
 
 def _send_input_in_messages(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
-    """`BundleManager._send_input_to_worker` (Beam 2.77), flushing as it goes to an in-process
-    worker (whose channel queues without bound)."""
-    from apache_beam.runners.worker.data_plane import InMemoryDataChannel
-
-    data_conn = self._worker_handler.data_conn
-    in_process = isinstance(data_conn, InMemoryDataChannel)
-    data_out = data_conn.output_stream(process_bundle_id, read_transform_id)
+    """`BundleManager._send_input_to_worker` (Beam 2.77), flushing every `MESSAGE_BYTES`."""
+    data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
     for byte_stream in byte_streams or []:
         data_out.write(byte_stream)
-        if in_process:
-            data_out.maybe_flush()  # each piece holds whole elements, so a message never splits one
+        if data_out.size() >= MESSAGE_BYTES:  # each piece holds whole elements: no element is split
+            data_out.flush()
     data_out.close()
+
+
+class _InputSender(threading.Thread):
+    """Sends a bundle's input to a worker process while the runner gathers the bundle's output."""
+
+    def __init__(self, send) -> None:
+        # A daemon: after a failed bundle it ends once the worker has discarded the rest, or
+        # with the process if the worker is gone.
+        super().__init__(name="send_bundle_input", daemon=True)
+        self._send = send
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._send()
+        except BaseException as failure:  # raised in the runner's thread, which the worker would otherwise keep waiting
+            self.failure = failure
+
+
+def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_timers, expected_output_timers,
+                                      dry_run: bool = False):
+    """`BundleManager.process_bundle` (Beam 2.77), which asks a worker process to start the bundle
+    before it sends the bundle's input, from another thread."""
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager, ProgressRequester
+    from apache_beam.runners.worker.data_plane import InMemoryDataChannel
+
+    with BundleManager._lock:
+        BundleManager._uid_counter += 1
+        process_bundle_id = "bundle_%s" % BundleManager._uid_counter
+        self._worker_handler = self.bundle_context_manager.worker_handlers[
+            BundleManager._uid_counter % len(self.bundle_context_manager.worker_handlers)]
+
+    split_manager = self._select_split_manager()
+    if split_manager:
+        logging.info("Using split manager %s", split_manager)
+
+    def send_input() -> None:
+        for transform_id, timer_family_id in expected_output_timers.keys():
+            self._send_timers_to_worker(process_bundle_id, transform_id, timer_family_id,
+                                        fired_timers.get((transform_id, timer_family_id), []))
+        for transform_id, elements in inputs.items():
+            self._send_input_to_worker(process_bundle_id, transform_id, elements)
+
+    sender = None
+    if not split_manager:
+        if isinstance(self._worker_handler.data_conn, InMemoryDataChannel):
+            send_input()
+        else:
+            sender = _InputSender(send_input)
+
+    process_bundle_req = beam_fn_api_pb2.InstructionRequest(
+        instruction_id=process_bundle_id,
+        process_bundle=beam_fn_api_pb2.ProcessBundleRequest(
+            process_bundle_descriptor_id=self.bundle_context_manager.process_bundle_descriptor.id,
+            cache_tokens=[next(self._cache_token_generator)]))
+    result_future = self._worker_handler.control_conn.push(process_bundle_req)
+    if sender is not None:
+        sender.start()
+
+    def aborted() -> bool:
+        return ((sender is not None and sender.failure is not None)
+                or (result_future.is_done() and bool(result_future.get().error)))
+
+    split_results = []
+    with ProgressRequester(self._worker_handler, process_bundle_id, self._progress_frequency):
+        if split_manager:
+            split_results = self._generate_splits_for_testing(split_manager, inputs, process_bundle_id)
+
+        expect_reads = list(expected_outputs.keys())
+        expect_reads.extend(list(expected_output_timers.keys()))
+
+        for output in self._worker_handler.data_conn.input_elements(process_bundle_id, expect_reads,
+                                                                     abort_callback=aborted):
+            if isinstance(output, beam_fn_api_pb2.Elements.Timers) and not dry_run:
+                with BundleManager._lock:
+                    timer_buffer = self.bundle_context_manager.get_buffer(
+                        expected_output_timers[(output.transform_id, output.timer_family_id)][0],
+                        output.transform_id)
+                    if timer_buffer.cleared:
+                        timer_buffer.reset()
+                    timer_buffer.append(output.timers)
+            if isinstance(output, beam_fn_api_pb2.Elements.Data) and not dry_run:
+                with BundleManager._lock:
+                    self.bundle_context_manager.get_buffer(expected_outputs[output.transform_id],
+                                                           output.transform_id).append(output.data)
+
+        if sender is not None and sender.failure is not None:
+            raise sender.failure  # before waiting on the worker: it waits for the rest of its input
+        result = result_future.get()
+
+    if result.error:
+        raise RuntimeError(result.error)
+    if sender is not None:
+        sender.join()  # the worker finished the bundle, so it has read all the input sent
+
+    if result.process_bundle.requires_finalization:
+        finalize_request = beam_fn_api_pb2.InstructionRequest(
+            finalize_bundle=beam_fn_api_pb2.FinalizeBundleRequest(instruction_id=process_bundle_id))
+        finalize_response = self._worker_handler.control_conn.push(finalize_request).get()
+        if finalize_response.error:
+            raise RuntimeError(finalize_response.error)
+
+    return result, split_results
 
 
 def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, abort_callback=None):
@@ -106,4 +213,5 @@ def hold_stage_inputs_once() -> None:
 
     GroupingBuffer.partition = _partition_in_chunks
     BundleManager._send_input_to_worker = _send_input_in_messages
+    BundleManager.process_bundle = _process_bundle_sending_alongside
     InMemoryDataChannel.input_elements = _input_elements_let_go

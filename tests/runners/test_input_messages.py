@@ -1,9 +1,14 @@
 """The local runner holds a stage's input about once (runners/input_messages.py): a grouped share
-is encoded in chunks with the same elements, order and share per key as Beam's; the send to the
-in-process worker flushes as it goes (to a worker process it does not); the in-process worker
+is encoded in chunks with the same elements, order and share per key as Beam's; a bundle's input
+goes out in bounded messages, to a worker process while the bundle runs; the in-process worker
 lets go of each message once read."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
 
 import apache_beam as beam
 import pytest
@@ -95,17 +100,80 @@ class WorkerProcessChannel:
 PIECES = [bytes([i]) * (1 << 20) for i in range(30)]  # 30 MB of whole-element pieces
 
 
-def test_an_in_process_bundles_input_goes_out_in_messages_of_beams_flush_size():
-    messages = sent_messages(input_messages._send_input_in_messages, InMemoryDataChannel(), PIECES)
+@pytest.mark.parametrize("channel", [InMemoryDataChannel, WorkerProcessChannel])
+def test_a_bundles_input_goes_out_in_messages_of_beams_flush_size(channel):
+    messages = sent_messages(input_messages._send_input_in_messages, channel(), PIECES)
     assert b"".join(messages) == b"".join(PIECES)
     assert len(messages) >= 3 and max(map(len, messages)) <= (10 << 20) + (1 << 20)
 
 
-def test_a_worker_process_gets_its_input_as_beam_sends_it():
-    # Bounded messages would deadlock there: the runner sends all of a bundle's input before it
-    # starts the bundle, and a worker queues five messages of a bundle it has not started.
-    messages = sent_messages(input_messages._send_input_in_messages, WorkerProcessChannel(), PIECES)
-    assert messages == [b"".join(PIECES)]
+# A 40 MB stage input to one worker process, in 256 KB messages through a 1 MB send queue: far
+# more than the five messages a worker queues for a bundle. `beams-order` sends it the way Beam's
+# runner does, all before the bundle starts; `send-fails` and `worker-fails` break the send and
+# the stage. In a subprocess: the fix patches Beam for the process, and a hang has to be killed.
+RUN_LARGE_SHARE = """
+import sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager
+from apache_beam.runners.worker import data_plane
+from llavaforge.runners import input_messages
+from llavaforge.runners.options import mend_local_runner
+
+mode = sys.argv[1]
+beams_process_bundle = BundleManager.process_bundle
+mend_local_runner()
+input_messages.MESSAGE_BYTES = 256 << 10
+data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = 1 << 20
+if mode == "beams-order":
+    BundleManager.process_bundle = beams_process_bundle
+if mode == "send-fails":
+    def send_then_fail(self, process_bundle_id, read_transform_id, byte_streams):
+        if len(b"".join(byte_streams)) > 1 << 20:
+            raise OSError("the send broke")
+        input_messages._send_input_in_messages(self, process_bundle_id, read_transform_id, byte_streams)
+    BundleManager._send_input_to_worker = send_then_fail
+
+def count(key_values, fail):
+    if fail:
+        raise ValueError("the stage broke")
+    return len(list(key_values[1]))
+
+options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=1"])
+with beam.Pipeline(options=options) as p:
+    (p | beam.Create([0]) | beam.FlatMap(lambda _: ((i % 500, b"x" * 1000) for i in range(40000)))
+     | beam.GroupByKey() | beam.Map(count, mode == "worker-fails") | beam.CombineGlobally(sum) | beam.Map(print))
+"""
+
+
+def run_large_share(mode: str, timeout: float) -> subprocess.CompletedProcess | None:
+    """The run's outcome, or None if it was still running after `timeout` seconds."""
+    run = subprocess.Popen([sys.executable, "-c", RUN_LARGE_SHARE, mode], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)  # the runner and its worker process
+        run.communicate()
+        return None
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_a_worker_process_gets_a_large_share_in_bounded_messages_while_the_bundle_runs():
+    done = run_large_share("mended", timeout=120)
+    assert done is not None and done.returncode == 0, done and done.stderr[-2000:]
+    assert done.stdout.split() == ["40000"]
+    # Sent all before the bundle starts, as Beam's runner does, the same messages wait on themselves.
+    assert run_large_share("beams-order", timeout=30) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, error", [("send-fails", "the send broke"), ("worker-fails", "the stage broke")])
+def test_a_broken_send_or_stage_fails_the_run_instead_of_hanging_it(mode, error):
+    done = run_large_share(mode, timeout=120)
+    assert done is not None and done.returncode != 0
+    assert error in done.stderr
 
 
 def in_process_worker_side(instructions: tuple[str, ...]) -> InMemoryDataChannel:
