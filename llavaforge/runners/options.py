@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 from llavaforge.errors import UsageError
 from llavaforge.runners.flush_race import fix_flush_race
 from llavaforge.runners.input_messages import hold_stage_inputs_once
+from llavaforge.runners.job_streams import follow_jobs_to_the_end
 from llavaforge.runners.output_streams import release_closed_output_streams
 
 
@@ -90,8 +91,10 @@ def mend_local_runner() -> None:
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    # Every run's options come from here, so every run's local runner is mended.
+    # Every run's options come from here, so every run's local runner is mended, and a driver on
+    # a job service waits for the job however long it runs.
     mend_local_runner()
+    follow_jobs_to_the_end()
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
