@@ -39,6 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional
 
+from llavaforge.runners.allocator import return_large_blocks_to_the_system
 from llavaforge.runners.output_streams import release_closed_output_streams
 
 ZYGOTE_ENV = "LLAVAFORGE_ZYGOTE"
@@ -90,6 +91,7 @@ def launch_worker() -> None:
     if code is not None:
         sys.exit(code)
     release_closed_output_streams()
+    return_large_blocks_to_the_system()
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
@@ -179,6 +181,7 @@ def serve(path: str) -> None:
     worker per request until stdin closes (the job service is gone)."""
     import importlib
 
+    return_large_blocks_to_the_system()  # forked workers inherit it
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
