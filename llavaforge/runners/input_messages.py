@@ -16,11 +16,10 @@ send flushes at `MESSAGE_BYTES` as it goes; the in-process worker lets go of eac
 read. Bounded messages need one more change for a worker process: Beam's runner sends all of a
 bundle's input before it asks the worker to start the bundle, and a worker queues at most five
 messages of a bundle it has not started, so a share over five messages plus the runner's send
-queue (100 MB) would wait on itself (a 50,000-image run with 2 workers hung until its gRPC
-deadline). `process_bundle` therefore asks a worker process to start the bundle first and sends
-the input from a thread while it gathers the output, the way the split path in Beam's own
-runner and a distributed runner's data plane already do. The in-process worker runs a bundle
-inside the request, so its input still goes first.
+queue (100 MB) would wait on itself (a test shows it with small queues). `process_bundle`
+therefore asks a worker process to start the bundle first and sends the input from a thread
+while it gathers the output, as Beam's own split path and a distributed runner's data plane do.
+The in-process worker runs a bundle inside the request, so its input still goes first.
 """
 
 from __future__ import annotations
