@@ -165,7 +165,7 @@ def test_a_worker_process_gets_a_large_share_in_bounded_messages_while_the_bundl
     assert done is not None and done.returncode == 0, done and done.stderr[-2000:]
     assert done.stdout.split() == ["40000"]
     # Sent all before the bundle starts, as Beam's runner does, the same messages wait on themselves.
-    assert run_large_share("beams-order", timeout=30) is None
+    assert run_large_share("beams-order", timeout=20) is None
 
 
 @pytest.mark.slow
