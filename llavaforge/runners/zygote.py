@@ -39,7 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional
 
-from llavaforge.runners.allocator import return_large_blocks_to_the_system
+from llavaforge.runners.allocator import limit_malloc_arenas
 from llavaforge.runners.output_streams import release_closed_output_streams
 
 ZYGOTE_ENV = "LLAVAFORGE_ZYGOTE"
@@ -91,7 +91,7 @@ def launch_worker() -> None:
     if code is not None:
         sys.exit(code)
     release_closed_output_streams()
-    return_large_blocks_to_the_system()
+    limit_malloc_arenas()
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
@@ -181,7 +181,7 @@ def serve(path: str) -> None:
     worker per request until stdin closes (the job service is gone)."""
     import importlib
 
-    return_large_blocks_to_the_system()  # forked workers inherit it
+    limit_malloc_arenas()  # forked workers inherit it
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
