@@ -1,4 +1,5 @@
-"""This process and the processes it starts keep two malloc arenas (runners/allocator.py)."""
+"""This process and the processes it starts keep two malloc arenas, and a thread gives freed heap
+back while a pipeline runs (runners/allocator.py)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,15 @@ ctypes.CDLL("libc.so.6").malloc_stats()
 """
 
 
-def arenas(mode: str, env: dict) -> int:
-    done = subprocess.run([sys.executable, "-c", COUNT_ARENAS, mode, COUNT_ARENAS], capture_output=True,
-                          text=True, env=env, timeout=120)
+def run_script(script: str, *args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def arenas(mode: str, env: dict) -> int:
+    done = run_script(COUNT_ARENAS, mode, COUNT_ARENAS, env=env, timeout=120)
     return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
 
 
@@ -62,7 +68,6 @@ def test_threads_share_two_arenas_here_and_in_started_processes():
 
 def test_a_setting_in_the_environment_is_left_alone():
     assert arenas("mended", environment(MALLOC_ARENA_MAX="4")) == 4
-
 
 
 # One bundle leaves the heap fragmented: 150,000 blocks of 1 KB (malloc's, not Python's small
@@ -104,9 +109,7 @@ with beam.Pipeline(options=options) as p:
 
 
 def held_after_fragmenting(mode: str) -> float:
-    done = subprocess.run([sys.executable, "-c", FRAGMENT_THEN_MEASURE, mode], capture_output=True, text=True,
-                          env=environment(MALLOC_ARENA_MAX="2"), timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(FRAGMENT_THEN_MEASURE, mode, env=environment(MALLOC_ARENA_MAX="2"), timeout=300)
     return float(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("HELD ")))
 
 
