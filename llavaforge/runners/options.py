@@ -8,8 +8,8 @@ import difflib
 import os
 from typing import Iterable, Iterator, Optional, Sequence
 
-from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions, StandardOptions,
-                                                  _BeamArgumentParser)
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions, SetupOptions,
+                                                  StandardOptions, _BeamArgumentParser)
 
 from llavaforge.errors import UsageError
 from llavaforge.runners.allocator import limit_malloc_arenas, trim_heap_periodically
@@ -17,6 +17,9 @@ from llavaforge.runners.flush_race import fix_flush_race
 from llavaforge.runners.input_messages import hold_stage_inputs_once
 from llavaforge.runners.job_streams import follow_jobs_to_the_end
 from llavaforge.runners.output_streams import release_closed_output_streams
+
+# Imported by every SDK worker at its start: the import mends the worker (worker_plugin.py).
+WORKER_PLUGIN = "llavaforge.runners.worker_plugin"
 
 
 class GpuStageOptions(PipelineOptions):
@@ -96,11 +99,14 @@ def mend_local_runner() -> None:
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    # Every run's options come from here, so every run's local runner is mended, and a driver on
-    # a job service waits for the job however long it runs.
+    # Every run's options come from here, so every run's local runner and every SDK worker
+    # (wherever it runs) is mended, and a driver on a job service waits for the job however long it runs.
     mend_local_runner()
     follow_jobs_to_the_end()
     options = PipelineOptions(list(beam_args))
+    setup = options.view_as(SetupOptions)
+    if WORKER_PLUGIN not in (setup.beam_plugins or []):
+        setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_PLUGIN]
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         # Prism, Beam's default local runner, downloads a binary at start: keep runs offline.

@@ -39,8 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional
 
-from llavaforge.runners.allocator import limit_malloc_arenas, trim_heap_periodically
-from llavaforge.runners.output_streams import release_closed_output_streams
+from llavaforge.runners.allocator import limit_malloc_arenas
 
 ZYGOTE_ENV = "LLAVAFORGE_ZYGOTE"
 START_TIMEOUT_S = 10.0
@@ -84,21 +83,13 @@ def _receive_message(conn: socket.socket) -> tuple[bytes, list[int]]:
 
 # ---- the launcher: the `llavaforge-sdk-worker` console script -----------------------------
 
-def mend_worker() -> None:
-    """Beam's SDK worker, mended in this process: it lets go of each stage's output buffer
-    (output_streams.py) and gives freed heap back every few seconds (allocator.py)."""
-    release_closed_output_streams()
-    trim_heap_periodically()
-
-
 def launch_worker() -> None:
     """Beam's SDK worker, forked from the zygote when there is one, else run here."""
     path = os.environ.get(ZYGOTE_ENV)
     code = run_in_zygote(path, sys.argv) if path else None
     if code is not None:
         sys.exit(code)
-    limit_malloc_arenas()
-    mend_worker()
+    from llavaforge.runners import worker_plugin  # noqa: F401 -- importing it mends this worker
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
@@ -161,7 +152,7 @@ def _run_forked_worker(conn: socket.socket, request: dict, fds: list[int]) -> No
             os._exit(128 + signal.SIGTERM)
 
         threading.Thread(target=exit_with_launcher, name="launcher-watch", daemon=True).start()
-        mend_worker()
+        from llavaforge.runners import worker_plugin  # noqa: F401 -- importing it mends this worker
         from apache_beam.runners.worker import sdk_worker_main
 
         sdk_worker_main.main(request["argv"])

@@ -1,7 +1,7 @@
 """The local runner holds a stage's input about once (runners/input_messages.py): a grouped share
 is encoded in chunks with the same elements, order and share per key as Beam's; a bundle's input
 goes out in bounded messages, to a worker process while the bundle runs; the in-process worker
-lets go of each message once read."""
+lets go of each message once read; data channels between processes queue two messages each way."""
 
 from __future__ import annotations
 
@@ -209,3 +209,15 @@ def test_a_pipeline_through_the_mended_runner_groups_as_before():
         counts = (p | beam.Create(range(20000)) | "Keyed" >> beam.Map(lambda i: (i % 500, b"x" * 400))
                   | beam.GroupByKey() | "Count" >> beam.Map(lambda kv: (kv[0], len(list(kv[1])))))
         assert_that(counts, equal_to([(k, 40) for k in range(500)]))
+
+
+def test_the_data_channels_a_mended_process_opens_queue_at_most_two_messages_each_way():
+    from apache_beam.runners.worker.data_plane import _GrpcDataChannel
+
+    input_messages.bound_data_channel_queues()
+    channel = _GrpcDataChannel()  # a runner's end and a worker's are both one
+    try:
+        queues = (channel._to_send, channel._pending_send, channel._received["bundle"])
+        assert [q.max_bytes for q in queues] == [2 * input_messages.MESSAGE_BYTES] * 3  # Beam's: 100 MB
+    finally:
+        channel.close()
