@@ -1,9 +1,12 @@
-"""Builders for the small test inputs: images in every mode, tar/parquet/folder shards."""
+"""Builders for the small test inputs: images in every mode, tar/parquet/folder shards; a script
+run in a fresh Python process."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Iterable, Optional
@@ -18,6 +21,15 @@ from llavaforge.config.recipe import Recipe
 from llavaforge.schemas.record import Annotations, ImageInfo, ImageRecord, Source
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_python(script: str, *args: str, timeout: float, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """`python -c script args` in a fresh process (a patch of Beam stays in it); fails the test with
+    the script's stderr unless it exits 0."""
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
 
 
 def image_bytes(width: int = 64, height: int = 48, fmt: str = "JPEG", mode: str = "RGB",

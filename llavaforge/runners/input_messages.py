@@ -223,7 +223,6 @@ def hold_stage_inputs_once() -> None:
     BundleManager._send_input_to_worker = _send_input_in_messages
     BundleManager.process_bundle = _process_bundle_sending_alongside
     InMemoryDataChannel.input_elements = _input_elements_let_go
-    bound_data_channel_queues()
 
 
 def bound_data_channel_queues() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
-import sys
 
 import pytest
 
 from llavaforge.runners.allocator import TRIM_EVERY_S, pause_after_trim
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
 
@@ -44,15 +43,8 @@ ctypes.CDLL("libc.so.6").malloc_stats()
 """
 
 
-def run_script(script: str, *args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
-
-
 def arenas(mode: str, env: dict) -> int:
-    done = run_script(COUNT_ARENAS, mode, COUNT_ARENAS, env=env, timeout=120)
+    done = run_python(COUNT_ARENAS, mode, COUNT_ARENAS, env=env, timeout=120)
     return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
 
 
@@ -109,7 +101,7 @@ with beam.Pipeline(options=options) as p:
 
 
 def held_after_fragmenting(mode: str) -> float:
-    done = run_script(FRAGMENT_THEN_MEASURE, mode, env=environment(MALLOC_ARENA_MAX="2"), timeout=300)
+    done = run_python(FRAGMENT_THEN_MEASURE, mode, env=environment(MALLOC_ARENA_MAX="2"), timeout=300)
     return float(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("HELD ")))
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.conftest import run_python
 
 # A run through two shuffles on the in-process runner; its last stage counts the bytes still held
 # by the output streams of the harness's data outputs (the earlier stages' are closed by then). In a subprocess: the fix patches Beam for the process.
@@ -29,8 +28,7 @@ with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", "--direct_r
 
 
 def held_after_run(mode: str) -> tuple[int, int]:
-    done = subprocess.run([sys.executable, "-c", RUN, mode], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_python(RUN, mode, timeout=300)
     outputs, held = map(int, done.stdout.split())
     return outputs, held
 

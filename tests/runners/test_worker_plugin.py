@@ -4,8 +4,6 @@ DirectRunner's multi-processing workers import the worker plugin that every run'
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from apache_beam.options.pipeline_options import SetupOptions
@@ -13,6 +11,7 @@ from apache_beam.options.pipeline_options import SetupOptions
 from llavaforge.runners.allocator import _glibc
 from llavaforge.runners.input_messages import QUEUE_BYTES
 from llavaforge.runners.options import WORKER_PLUGIN, pipeline_options
+from tests.conftest import run_python
 
 # Prints what a multi-processing worker reports: whether it is another process, trims its heap,
 # lets go of closed output streams, and the bytes its data channels queue. In a script: its
@@ -41,9 +40,7 @@ with beam.Pipeline(options=options) as p:
 @pytest.mark.skipif(_glibc() is None, reason="the heap trimming is glibc's")
 @pytest.mark.parametrize("options", ["run", "plain-beam"])
 def test_a_multi_processing_worker_is_mended_by_the_plugin_of_every_runs_options(options):
-    done = subprocess.run([sys.executable, "-c", REPORT_A_WORKER, options], capture_output=True, text=True,
-                          timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_python(REPORT_A_WORKER, options, timeout=180)
     mended = options == "run"
     queue_bytes = QUEUE_BYTES if mended else 100 << 20  # Beam's
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [True, mended, mended, queue_bytes]
