@@ -1,25 +1,22 @@
-"""Beam's local runner holds a stage's input several times over while it runs the stage, and
-hands a worker process its whole share at once; the fix holds it about once and streams it.
+"""Beam's local runner hands a worker its whole share of a stage's input at once; the fix streams
+it in bounded messages.
 
 The FnApiRunner (the in-process runner, the DirectRunner's multi-processing mode, the portable
-job service) keeps every stage's input in memory. After a shuffle it encodes each worker's share
-into one byte string (`GroupingBuffer.partition`) while the grouped table, the output stream
-and the string copied out of it are all held: three copies of the grouped data at the peak. It
-writes a bundle's input into the data channel without flushing (`_send_input_to_worker`), so a
-worker gets its share as one message (or what a one-second timer catches): the in-process
-worker keeps every message of the stage until it has read the last, and a worker process holds
-its half of the stage at once.
+job service) writes a bundle's input into the data channel without flushing
+(`_send_input_to_worker`), so a worker gets its share as one message (or what a one-second timer
+catches): the in-process worker keeps every message of the stage until it has read the last, and
+a worker process holds its half of the stage at once. (How the runner itself holds a stage's
+input between stages, in chunks on disk, is `spilled_buffers.py`.)
 
-The fix encodes a grouped share in chunks of `CHUNK_BYTES`, letting go of each key's values as
-they are encoded (same elements, in the same order, in the same share per key as Beam's); the
-send flushes at `MESSAGE_BYTES` as it goes; the in-process worker lets go of each message once
-read. Bounded messages need one more change for a worker process: Beam's runner sends all of a
-bundle's input before it asks the worker to start the bundle, and a worker queues at most five
-messages of a bundle it has not started, so a share over five messages plus the runner's send
-queue (100 MB) would wait on itself (a test shows it with small queues). `process_bundle`
-therefore asks a worker process to start the bundle first and sends the input from a thread
-while it gathers the output, as Beam's own split path and a distributed runner's data plane do.
-The in-process worker runs a bundle inside the request, so its input still goes first.
+The fix flushes the send at `MESSAGE_BYTES` as it goes; the in-process worker lets go of each
+message once read. Bounded messages need one more change for a worker process: Beam's runner
+sends all of a bundle's input before it asks the worker to start the bundle, and a worker queues
+at most five messages of a bundle it has not started, so a share over five messages plus the
+runner's send queue (100 MB) would wait on itself (a test shows it with small queues).
+`process_bundle` therefore asks a worker process to start the bundle first and sends the input
+from a thread while it gathers the output, as Beam's own split path and a distributed runner's
+data plane do. The in-process worker runs a bundle inside the request, so its input still goes
+first.
 
 Between processes, Beam's data channels queue up to 100 MB each way (`QUEUE_BYTES` with the fix):
 the runner's send queue to each worker, and in a worker the queue of a bundle's input and its send
@@ -35,47 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 
-CHUNK_BYTES = 1 << 20
 MESSAGE_BYTES = 10 << 20  # Beam's data-plane flush size
 QUEUE_BYTES = 2 * MESSAGE_BYTES
-
-
-def _partition_in_chunks(self, n: int) -> list[list[bytes]]:
-    """`GroupingBuffer.partition` (Beam 2.77) with bounded chunks; the windowing is Beam's."""
-    from apache_beam.coders.coder_impl import create_OutputStream
-    from apache_beam.transforms import trigger
-    from apache_beam.transforms.window import GlobalWindow, GlobalWindows
-    from apache_beam.utils import windowed_value
-
-    if not self._grouped_output:
-        if self._windowing.is_default():
-            globally_window = GlobalWindows.windowed_value(
-                None, timestamp=GlobalWindow().max_timestamp(),
-                pane_info=windowed_value.PaneInfo(is_first=True, is_last=True,
-                                                  timing=windowed_value.PaneInfoTiming.ON_TIME,
-                                                  index=0, nonspeculative_index=0)).with_value
-
-            def windowed_key_values(key, values):
-                return [globally_window((key, values))]
-        else:
-            windowed_key_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
-        coder_impl = self._post_grouped_coder.get_impl()
-        key_coder_impl = self._key_coder.get_impl()
-        chunks: list[list[bytes]] = [[] for _ in range(n)]
-        streams = [create_OutputStream() for _ in range(n)]
-        for idx, encoded_key in enumerate(list(self._table)):
-            values = self._table.pop(encoded_key)
-            part = idx % n
-            for wkvs in windowed_key_values(key_coder_impl.decode(encoded_key), values):
-                coder_impl.encode_to_stream(wkvs, streams[part], True)
-            if streams[part].size() >= CHUNK_BYTES:
-                chunks[part].append(streams[part].get())
-                streams[part] = create_OutputStream()
-        for part, stream in enumerate(streams):
-            if stream.size() or not chunks[part]:
-                chunks[part].append(stream.get())
-        self._grouped_output = chunks
-    return self._grouped_output
 
 
 def _send_input_in_messages(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
@@ -215,11 +173,9 @@ def hold_stage_inputs_once() -> None:
     """Make the local runner hold a stage's input about once while it runs it, in this process
     (idempotent)."""
     # Imported here: the runner pulls in gRPC, which commands that only print flags skip.
-    from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
     from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager
     from apache_beam.runners.worker.data_plane import InMemoryDataChannel
 
-    GroupingBuffer.partition = _partition_in_chunks
     BundleManager._send_input_to_worker = _send_input_in_messages
     BundleManager.process_bundle = _process_bundle_sending_alongside
     InMemoryDataChannel.input_elements = _input_elements_let_go

@@ -1,5 +1,4 @@
-"""The local runner holds a stage's input about once (runners/input_messages.py): a grouped share
-is encoded in chunks with the same elements, order and share per key as Beam's; a bundle's input
+"""The local runner streams a stage's input (runners/input_messages.py): a bundle's input
 goes out in bounded messages, to a worker process while the bundle runs; the in-process worker
 lets go of each message once read; data channels between processes queue two messages each way."""
 
@@ -12,63 +11,12 @@ import sys
 
 import apache_beam as beam
 import pytest
-from apache_beam.coders import coders
-from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
 from apache_beam.portability.api import beam_fn_api_pb2
-from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
 from apache_beam.runners.worker.data_plane import ClosableOutputStream, InMemoryDataChannel
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import core, window
 
 from llavaforge.runners import input_messages
 from llavaforge.runners.options import pipeline_options
-
-PRE = coders.WindowedValueCoder(coders.TupleCoder([coders.BytesCoder(), coders.BytesCoder()]),
-                                coders.GlobalWindowCoder())
-POST = coders.WindowedValueCoder(
-    coders.TupleCoder([coders.BytesCoder(), coders.IterableCoder(coders.BytesCoder())]), coders.GlobalWindowCoder())
-
-
-KEYS, VALUES_PER_KEY, VALUE_BYTES = 300, 20, 1000  # 6 MB in all
-
-
-def value(i: int) -> bytes:
-    return b"%08d" % i + b"x" * (VALUE_BYTES - 8)
-
-
-def grouping_buffer() -> GroupingBuffer:
-    buffer = GroupingBuffer(PRE, POST, core.Windowing(window.GlobalWindows()))
-    stream = create_OutputStream()
-    for i in range(KEYS * VALUES_PER_KEY):
-        PRE.get_impl().encode_to_stream(window.GlobalWindows.windowed_value((b"k%d" % (i % KEYS), value(i))), stream,
-                                        True)
-    buffer.append(stream.get())
-    return buffer
-
-
-def decoded(pieces: list[bytes]) -> list[tuple]:
-    elements = []
-    for piece in pieces:
-        stream = create_InputStream(piece)
-        while stream.size() > 0:
-            key, values = POST.get_impl().decode_from_stream(stream, True).value
-            elements.append((key, list(values)))
-    return elements
-
-
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_a_grouped_share_comes_in_chunks_with_beams_elements_order_and_shares(workers):
-    # Beam's partition: keys in the order first seen, key number i to share i % workers.
-    expected = [[(b"k%d" % k, [value(i) for i in range(k, KEYS * VALUES_PER_KEY, KEYS)])
-                 for k in range(share, KEYS, workers)] for share in range(workers)]
-    buffer = grouping_buffer()
-    chunked = input_messages._partition_in_chunks(buffer, workers)
-    assert [decoded(share) for share in chunked] == expected
-    assert all(len(share) > 1 for share in chunked)  # each share over a chunk: several chunks
-    largest_group = VALUES_PER_KEY * (VALUE_BYTES + 8)
-    assert max(len(chunk) for share in chunked for chunk in share) < input_messages.CHUNK_BYTES + largest_group
-    assert not buffer._table  # the values went as they were encoded
-    assert input_messages._partition_in_chunks(buffer, workers) is chunked  # read again: the same chunks
 
 
 def sent_messages(send, data_conn, pieces: list[bytes]) -> list[bytes]:

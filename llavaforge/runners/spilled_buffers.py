@@ -1,0 +1,241 @@
+"""Beam's local runner keeps every stage's output in memory until the stages that read it have
+run; with this fix it keeps them on disk, so the runner's memory stays flat as a run grows.
+
+The FnApiRunner (the in-process runner, the DirectRunner's multi-processing mode, the portable
+job service) holds each PCollection between stages in a buffer: the bytes its workers sent
+(`ListBuffer`), or for a GroupByKey every value decoded, in a table by key (`GroupingBuffer`).
+Both hold the whole stage output, so the runner's peak grew with the run: records without their
+images still took ~8 KB an image in `bench/scaling.py` (1,047 MB at 50,000 images against 622 MB
+at 1,000, in-process). A distributed runner keeps them in its shuffle service, not in memory.
+
+Here a buffer keeps its first `MEMORY_BYTES` in memory (small outputs, side inputs and counts
+never touch the disk) and writes the rest to a temporary file of its own that is unlinked as it is
+made: nothing is left behind when the buffer is let go or the process dies, killed or not, and no
+other process can open it. A grouped buffer writes each value's bytes and keeps, per key, where
+they are; when the stage that reads it runs, each key's values are read back, grouped and encoded
+for the workers in chunks of `CHUNK_BYTES`, letting go of each key as it goes, into another such
+file. Same elements, in the same order, in the same share per key as Beam's. Values of a
+non-default windowing keep their windows in memory, as in Beam (this tool's runs use the global
+window). The files go in the temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what
+keeps the memory flat.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from array import array
+from collections.abc import Sequence
+from typing import Any, Iterable, Iterator
+
+from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
+from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer, ListBuffer
+from apache_beam.transforms import trigger
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils import windowed_value
+
+MEMORY_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20
+
+
+class SpillFile:
+    """An unlinked temporary file that byte strings are appended to and read back from by
+    offset, from any thread; closed (and so freed) with its last reference."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="llavaforge-spill-")
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes | bytearray) -> int:
+        """Appends `data`; returns its offset."""
+        with self._lock:
+            offset = self._size
+            view = memoryview(data)
+            while view:
+                view = view[os.pwrite(self._file.fileno(), view, offset + len(data) - len(view)):]
+            self._size += len(data)
+        return offset
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self._file.fileno(), length, offset)
+        while len(data) < length:  # a regular file reads short only at its end
+            more = os.pread(self._file.fileno(), length - len(data), offset + len(data))
+            if not more:
+                raise EOFError(f"spill file ends at {offset + len(data)}, {length - len(data)} bytes short")
+            data += more
+        return data
+
+
+class SpilledBytes:
+    """Where one byte string of a buffer lies in its spill file."""
+
+    __slots__ = ("file", "offset", "length")
+
+    def __init__(self, file: SpillFile, offset: int, length: int) -> None:
+        self.file, self.offset, self.length = file, offset, length
+
+    def read(self) -> bytes:
+        return self.file.read(self.offset, self.length)
+
+
+class Chunks(Sequence):
+    """A buffer's byte strings, in order: the first MEMORY_BYTES in memory, the rest in a spill
+    file, read back one at a time as they are asked for. A slice shares the spilled strings."""
+
+    def __init__(self, entries: Iterable[bytes | SpilledBytes] = ()) -> None:
+        self._entries: list[bytes | SpilledBytes] = list(entries)
+        self._in_memory = sum(len(e) for e in self._entries if isinstance(e, bytes))
+        self._file: SpillFile | None = None
+
+    def append(self, chunk: bytes) -> None:
+        if self._in_memory + len(chunk) <= MEMORY_BYTES:
+            self._entries.append(chunk)
+            self._in_memory += len(chunk)
+            return
+        if self._file is None:
+            self._file = SpillFile()
+        self._entries.append(SpilledBytes(self._file, self._file.write(chunk), len(chunk)))
+
+    def extend(self, other: Iterable[bytes]) -> None:
+        for entry in (other._entries if isinstance(other, Chunks) else other):
+            if isinstance(entry, SpilledBytes):
+                self._entries.append(entry)
+            else:
+                self.append(entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Chunks(self._entries[index])
+        entry = self._entries[index]
+        return entry if isinstance(entry, bytes) else entry.read()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for entry in self._entries:
+            yield entry if isinstance(entry, bytes) else entry.read()
+
+    def spilled_bytes(self) -> int:
+        return sum(e.length for e in self._entries if isinstance(e, SpilledBytes))
+
+
+class SpillingListBuffer(ListBuffer):
+    """Beam's ListBuffer (2.77) with its byte strings in `Chunks`."""
+
+    def __init__(self, coder_impl) -> None:
+        super().__init__(coder_impl)
+        self._inputs = Chunks()
+
+    def copy(self) -> "SpillingListBuffer":
+        new = SpillingListBuffer(self._coder_impl)
+        new._inputs = self._inputs[:]
+        return new
+
+    def clear(self) -> None:
+        super().clear()
+        self._inputs = Chunks()
+
+
+class SpillingGroupingBuffer(GroupingBuffer):
+    """Beam's GroupingBuffer (2.77) with the values of the global window on disk, and its
+    partition encoded in chunks."""
+
+    def __init__(self, pre_grouped_coder, post_grouped_coder, windowing) -> None:
+        super().__init__(pre_grouped_coder, post_grouped_coder, windowing)
+        self._spilling = windowing.is_default()
+        self._value_coder_impl = pre_grouped_coder.value_coder().get_impl()
+        self._values: SpillFile | None = None
+        self._where: dict[bytes, array] = {}  # key -> its values' offsets and lengths, interleaved
+
+    def append(self, elements_data: bytes) -> None:
+        if self._grouped_output:
+            raise RuntimeError("Grouping table append after read.")
+        input_stream = create_InputStream(elements_data)
+        coder_impl = self._pre_grouped_coder.get_impl()
+        key_coder_impl = self._key_coder.get_impl()
+        values = []
+        while input_stream.size() > 0:
+            windowed_key_value = coder_impl.decode_from_stream(input_stream, True)
+            key, value = windowed_key_value.value
+            if self._spilling:
+                values.append((key_coder_impl.encode(key), self._value_coder_impl.encode(value)))
+            else:
+                self._table[key_coder_impl.encode(key)].append(windowed_key_value.with_value(value))
+        self._spill(values)
+
+    def extend(self, input_buffer) -> None:
+        if isinstance(input_buffer, ListBuffer):
+            return  # Beam's: a grouped input may come with an empty ListBuffer
+        assert isinstance(input_buffer, SpillingGroupingBuffer), f"Input was not a grouping buffer: {input_buffer}"
+        for key, values in list(input_buffer._table.items()):
+            self._table[key].extend(values)
+        self._spill([(key, value) for key in list(input_buffer._where) for value in input_buffer._spilled_values(key)])
+
+    def partition(self, n: int) -> list[list[bytes]]:
+        if self._grouped_output:
+            return self._grouped_output
+        if self._windowing.is_default():
+            globally_window = GlobalWindows.windowed_value(
+                None, timestamp=GlobalWindow().max_timestamp(),
+                pane_info=windowed_value.PaneInfo(is_first=True, is_last=True,
+                                                  timing=windowed_value.PaneInfoTiming.ON_TIME,
+                                                  index=0, nonspeculative_index=0)).with_value
+
+            def windowed_key_values(key, values):
+                return [globally_window((key, values))]
+        else:
+            windowed_key_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
+        coder_impl = self._post_grouped_coder.get_impl()
+        key_coder_impl = self._key_coder.get_impl()
+        shares = [Chunks() for _ in range(n)]
+        streams = [create_OutputStream() for _ in range(n)]
+        for idx, encoded_key in enumerate(list(self._where) + list(self._table)):
+            part = idx % n
+            for wkvs in windowed_key_values(key_coder_impl.decode(encoded_key), self._pop_values(encoded_key)):
+                coder_impl.encode_to_stream(wkvs, streams[part], True)
+            if streams[part].size() >= CHUNK_BYTES:
+                shares[part].append(streams[part].get())
+                streams[part] = create_OutputStream()
+        for part, stream in enumerate(streams):
+            if stream.size() or not shares[part]:
+                shares[part].append(stream.get())
+        self._values = None
+        self._grouped_output = shares
+        return shares
+
+    def _spill(self, values: list[tuple[bytes, bytes]]) -> None:
+        """Writes (encoded key, encoded value) pairs to the spill file in one piece."""
+        if not values:
+            return
+        if self._values is None:
+            self._values = SpillFile()
+        offset = self._values.write(b"".join(value for _, value in values))
+        for key, value in values:
+            where = self._where.get(key)
+            if where is None:
+                where = self._where[key] = array("Q")
+            where.extend((offset, len(value)))
+            offset += len(value)
+
+    def _spilled_values(self, key: bytes) -> Iterator[bytes]:
+        where = self._where.get(key, ())
+        for i in range(0, len(where), 2):
+            yield self._values.read(where[i], where[i + 1])
+
+    def _pop_values(self, key: bytes) -> list[Any]:
+        if key in self._table:
+            return self._table.pop(key)
+        values = [self._value_coder_impl.decode(value) for value in self._spilled_values(key)]
+        del self._where[key]
+        return values
+
+
+def spill_stage_buffers() -> None:
+    """Make the local runner in this process keep stage outputs on disk (idempotent)."""
+    # Beam's runner looks both names up when it makes a buffer; fn_runner imported ListBuffer's.
+    execution.ListBuffer = fn_runner.ListBuffer = SpillingListBuffer
+    execution.GroupingBuffer = SpillingGroupingBuffer
