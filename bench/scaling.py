@@ -8,11 +8,11 @@ conversations asking one shared question (question dedup has work).
 
 Each size runs in a fresh process, on the in-process DirectRunner or, with `--workers N`, N SDK
 worker processes: Beam's portable job service, or the DirectRunner's multi-processing mode
-(`--multi-processing`); prints seconds per image, the peak RSS of
-the runner (the driver, or the job service, whichever is larger: the local runners' buffers of
-whole PCollections live there) and of the largest worker process, each relative to the smallest
-size. Building the shards is not measured; it takes ~30 s per 1,000 images, which
-`--shard-cache` saves on the next run.
+(`--multi-processing`); prints seconds per image, the peak RSS of the runner (the driver, or the
+job service, whichever is larger: the local runners' buffers of whole PCollections are theirs)
+and of the largest worker process, each relative to the smallest size, and the peak of the
+runner's stage outputs on disk (`on disk MB`). Building the shards is not measured; it takes
+~30 s per 1,000 images, which `--shard-cache` saves on the next run.
 """
 
 from __future__ import annotations
@@ -38,9 +38,24 @@ BENCH = Path(__file__).resolve().parent
 WORKER_PROCESS_NAMES = (WORKER_SCRIPT.encode(), b"llavaforge.runners.zygote", b"sdk_worker_main")
 
 
+def _spilled_kb(pids) -> int:
+    """The size of the unlinked temporary files these processes hold open: the local runner's
+    stage outputs on disk (runners/spilled_buffers.py), kB."""
+    folder, total = tempfile.gettempdir(), 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith(folder) and link.endswith(" (deleted)"):
+                        total += os.stat(f"/proc/{pid}/fd/{fd}").st_size
+    return total // 1024
+
+
 def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int], stop: threading.Event) -> None:
     """Every second, the peak RSS (VmHWM, kB) of every process below `root`, into `peaks`;
-    the SDK worker processes among them into `workers` (Linux)."""
+    the SDK worker processes among them into `workers`; the peak of the stage outputs all of
+    them and `root` hold on disk into `peaks["spilled"]` (Linux)."""
     while not stop.wait(1.0):
         parents = {}
         for entry in os.listdir("/proc"):
@@ -65,6 +80,7 @@ def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int]
             except (OSError, StopIteration):
                 continue
             peaks[pid] = max(peaks.get(pid, 0), hwm)
+        peaks["spilled"] = max(peaks.get("spilled", 0), _spilled_kb(below | {root}))
 
 
 def cached_shards(cache: Path, images: int) -> list[str]:
@@ -117,6 +133,7 @@ def one_size(images: int, speedup: float, workers: int, multi_processing: bool, 
         wall = time.time() - start
     stop.set()
     sampler.join()
+    spilled_kb = peaks.pop("spilled", 0)
     runner_kb = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                      *(kb for pid, kb in peaks.items() if pid not in worker_pids)])
     # What the run wrote (published or not): the run folder's own stats.
@@ -125,7 +142,7 @@ def one_size(images: int, speedup: float, workers: int, multi_processing: bool, 
     return {"images": images, "wall_s": wall, "written": stats["images_written"], "failure": failure,
             "near_duplicates": stats["duplicates"],
             "duplicate_questions": stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
-            "peak_rss_mb": runner_kb / 1024,
+            "peak_rss_mb": runner_kb / 1024, "peak_spilled_mb": spilled_kb / 1024,
             "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if workers else None}
 
 
@@ -160,13 +177,14 @@ def main() -> None:
             f"portable job service, {args.workers} workers")
     print(f"SIMULATED (stand-ins, device time / {args.speedup:g}); {mode}")
     print(f"{'images':>8}{'wall s':>9}{'ms/image':>10}{'vs first':>9}{'runner peak MB':>16}{'vs first':>9}"
-          f"{'worker peak MB':>16}{'vs first':>9}{'written':>9}{'dups':>7}{'dup questions':>15}")
+          f"{'worker peak MB':>16}{'vs first':>9}{'on disk MB':>12}{'written':>9}{'dups':>7}{'dup questions':>15}")
     for r in rows:
         per = 1000 * r["wall_s"] / r["images"]
         worker = (f"{r['worker_peak_rss_mb']:>16.0f}{r['worker_peak_rss_mb'] / base['worker_peak_rss_mb']:>8.2f}x"
                   if args.workers else f"{'-':>16}{'':>9}")
         print(f"{r['images']:>8}{r['wall_s']:>9.1f}{per:>10.1f}{per / (1000 * base['wall_s'] / base['images']):>8.2f}x"
-              f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}{r['written']:>9}"
+              f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}"
+              f"{r['peak_spilled_mb']:>12.0f}{r['written']:>9}"
               f"{r['near_duplicates']:>7}{r['duplicate_questions']:>15}")
         if r["failure"]:
             print(f"{'':>8}  NOT PUBLISHED: {r['failure']}")

@@ -11,12 +11,15 @@ at 1,000, in-process). A distributed runner keeps them in its shuffle service, n
 Here a buffer keeps its first `MEMORY_BYTES` in memory (small outputs, side inputs and counts
 never touch the disk) and writes the rest to a temporary file of its own that is unlinked as it is
 made: nothing is left behind when the buffer is let go or the process dies, killed or not, and no
-other process can open it. A grouped buffer writes each value's bytes and keeps, per key, where
-they are; when the stage that reads it runs, each key's values are read back, grouped and encoded
-for the workers in chunks of `CHUNK_BYTES`, letting go of each key as it goes, into another such
-file. Same elements, in the same order, in the same share per key as Beam's. Values of a
-non-default windowing keep their windows in memory, as in Beam (this tool's runs use the global
-window). The files go in the temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what
+other process can open it. A grouped buffer writes each key and value to one of `BUCKETS` buckets
+by the key's hash, in the same file, and keeps in memory only where each bucket's pieces lie: an
+index by key cost ~200 bytes a key, and question dedup's band grouping has ~15 keys an image.
+When the stage that reads it runs, it reads the buckets back one at a time, groups each by key
+(values in the order they came) and encodes the groups for the workers in chunks of
+`CHUNK_BYTES`, into another such file. Same groups as Beam's, each key in one worker's share,
+keys dealt to the shares in turn as Beam does; the key order differs (bucket by bucket, not
+first seen overall), which a GroupByKey does not promise. Values of a non-default windowing keep
+their windows in memory, as in Beam (this tool's runs use the global window). The files go in the temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what
 keeps the memory flat.
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from array import array
+import zlib
 from collections.abc import Sequence
 from typing import Any, Iterable, Iterator
 
@@ -38,6 +41,7 @@ from apache_beam.utils import windowed_value
 
 MEMORY_BYTES = 1 << 20
 CHUNK_BYTES = 1 << 20
+BUCKETS = 256  # a grouped buffer holds about 1/BUCKETS of its keys and values at once when read
 
 
 class SpillFile:
@@ -100,7 +104,7 @@ class Chunks(Sequence):
         self._entries.append(SpilledBytes(self._file, self._file.write(chunk), len(chunk)))
 
     def extend(self, other: Iterable[bytes]) -> None:
-        for entry in (other._entries if isinstance(other, Chunks) else other):
+        for entry in list(other._entries if isinstance(other, Chunks) else other):  # other may be self
             if isinstance(entry, SpilledBytes):
                 self._entries.append(entry)
             else:
@@ -141,15 +145,16 @@ class SpillingListBuffer(ListBuffer):
 
 
 class SpillingGroupingBuffer(GroupingBuffer):
-    """Beam's GroupingBuffer (2.77) with the values of the global window on disk, and its
-    partition encoded in chunks."""
+    """Beam's GroupingBuffer (2.77) with the keys and values of the global window on disk, in
+    BUCKETS buckets by key: read back and grouped one bucket at a time, and encoded for the
+    workers in chunks."""
 
     def __init__(self, pre_grouped_coder, post_grouped_coder, windowing) -> None:
         super().__init__(pre_grouped_coder, post_grouped_coder, windowing)
         self._spilling = windowing.is_default()
         self._value_coder_impl = pre_grouped_coder.value_coder().get_impl()
-        self._values: SpillFile | None = None
-        self._where: dict[bytes, array] = {}  # key -> its values' offsets and lengths, interleaved
+        self._file: SpillFile | None = None
+        self._buckets: list[list[tuple[int, int]]] = [[] for _ in range(BUCKETS)]  # each one's pieces in the file
 
     def append(self, elements_data: bytes) -> None:
         if self._grouped_output:
@@ -157,15 +162,24 @@ class SpillingGroupingBuffer(GroupingBuffer):
         input_stream = create_InputStream(elements_data)
         coder_impl = self._pre_grouped_coder.get_impl()
         key_coder_impl = self._key_coder.get_impl()
-        values = []
+        pieces: dict[int, Any] = {}  # bucket -> its records from this message
         while input_stream.size() > 0:
             windowed_key_value = coder_impl.decode_from_stream(input_stream, True)
             key, value = windowed_key_value.value
+            encoded_key = key_coder_impl.encode(key)
             if self._spilling:
-                values.append((key_coder_impl.encode(key), self._value_coder_impl.encode(value)))
+                bucket = zlib.crc32(encoded_key) % BUCKETS
+                stream = pieces.get(bucket)
+                if stream is None:
+                    stream = pieces[bucket] = create_OutputStream()
+                encoded_value = self._value_coder_impl.encode(value)
+                stream.write_var_int64(len(encoded_key))
+                stream.write(encoded_key)
+                stream.write_var_int64(len(encoded_value))
+                stream.write(encoded_value)
             else:
-                self._table[key_coder_impl.encode(key)].append(windowed_key_value.with_value(value))
-        self._spill(values)
+                self._table[encoded_key].append(windowed_key_value.with_value(value))
+        self._spill({bucket: stream.get() for bucket, stream in pieces.items()})
 
     def extend(self, input_buffer) -> None:
         if isinstance(input_buffer, ListBuffer):
@@ -173,7 +187,9 @@ class SpillingGroupingBuffer(GroupingBuffer):
         assert isinstance(input_buffer, SpillingGroupingBuffer), f"Input was not a grouping buffer: {input_buffer}"
         for key, values in list(input_buffer._table.items()):
             self._table[key].extend(values)
-        self._spill([(key, value) for key in list(input_buffer._where) for value in input_buffer._spilled_values(key)])
+        for bucket, extents in enumerate(input_buffer._buckets):
+            for offset, length in list(extents):
+                self._spill({bucket: input_buffer._file.read(offset, length)})
 
     def partition(self, n: int) -> list[list[bytes]]:
         if self._grouped_output:
@@ -193,9 +209,9 @@ class SpillingGroupingBuffer(GroupingBuffer):
         key_coder_impl = self._key_coder.get_impl()
         shares = [Chunks() for _ in range(n)]
         streams = [create_OutputStream() for _ in range(n)]
-        for idx, encoded_key in enumerate(list(self._where) + list(self._table)):
+        for idx, (encoded_key, values) in enumerate(self._groups()):
             part = idx % n
-            for wkvs in windowed_key_values(key_coder_impl.decode(encoded_key), self._pop_values(encoded_key)):
+            for wkvs in windowed_key_values(key_coder_impl.decode(encoded_key), values):
                 coder_impl.encode_to_stream(wkvs, streams[part], True)
             if streams[part].size() >= CHUNK_BYTES:
                 shares[part].append(streams[part].get())
@@ -203,35 +219,37 @@ class SpillingGroupingBuffer(GroupingBuffer):
         for part, stream in enumerate(streams):
             if stream.size() or not shares[part]:
                 shares[part].append(stream.get())
-        self._values = None
         self._grouped_output = shares
         return shares
 
-    def _spill(self, values: list[tuple[bytes, bytes]]) -> None:
-        """Writes (encoded key, encoded value) pairs to the spill file in one piece."""
-        if not values:
+    def _spill(self, pieces: dict[int, bytes]) -> None:
+        """Writes each bucket's piece, all in one write."""
+        if not pieces:
             return
-        if self._values is None:
-            self._values = SpillFile()
-        offset = self._values.write(b"".join(value for _, value in values))
-        for key, value in values:
-            where = self._where.get(key)
-            if where is None:
-                where = self._where[key] = array("Q")
-            where.extend((offset, len(value)))
-            offset += len(value)
+        if self._file is None:
+            self._file = SpillFile()
+        offset = self._file.write(b"".join(pieces.values()))
+        for bucket, piece in pieces.items():
+            self._buckets[bucket].append((offset, len(piece)))
+            offset += len(piece)
 
-    def _spilled_values(self, key: bytes) -> Iterator[bytes]:
-        where = self._where.get(key, ())
-        for i in range(0, len(where), 2):
-            yield self._values.read(where[i], where[i + 1])
-
-    def _pop_values(self, key: bytes) -> list[Any]:
-        if key in self._table:
-            return self._table.pop(key)
-        values = [self._value_coder_impl.decode(value) for value in self._spilled_values(key)]
-        del self._where[key]
-        return values
+    def _groups(self) -> Iterator[tuple[bytes, list[Any]]]:
+        """Each key with its values, in the order they came: bucket by bucket, and in a bucket
+        (or Beam's table) in the order the keys were first seen; letting go of each bucket (or
+        key) once given."""
+        for bucket in range(BUCKETS):
+            grouped: dict[bytes, list[bytes]] = {}
+            for offset, length in self._buckets[bucket]:
+                stream = create_InputStream(self._file.read(offset, length))
+                while stream.size() > 0:
+                    key = stream.read(stream.read_var_int64())
+                    grouped.setdefault(key, []).append(stream.read(stream.read_var_int64()))
+            self._buckets[bucket] = []
+            for key, values in grouped.items():
+                yield key, [self._value_coder_impl.decode(value) for value in values]
+        self._file = None
+        for key in list(self._table):
+            yield key, self._table.pop(key)
 
 
 def spill_stage_buffers() -> None:

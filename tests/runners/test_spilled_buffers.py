@@ -1,6 +1,7 @@
 """The local runner keeps stage outputs on disk (runners/spilled_buffers.py): its buffers give
-what Beam's give, element for element and in the same order and shares, while holding at most
-MEMORY_BYTES each in memory, in files that have no name from the moment they are made."""
+what Beam's give (the same pieces in the same order; the same groups, each key in one share)
+while holding at most MEMORY_BYTES each in memory, in files that have no name from the moment
+they are made."""
 
 from __future__ import annotations
 
@@ -78,22 +79,29 @@ def open_files_in(folder) -> int:
     return sum(link.startswith(f"{folder}/") for link in links)
 
 
+def groups(shares) -> dict[bytes, list[bytes]]:
+    return {key: values for share in shares for key, values in decoded(share)}
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_a_grouped_buffer_gives_beams_elements_order_and_shares_from_disk_in_chunks(workers):
+def test_a_grouped_buffer_gives_beams_groups_from_disk_in_chunks_dealing_keys_to_shares_in_turn(workers):
     messages = key_values_messages()
     beams = filled(GroupingBuffer(PRE, POST, GLOBAL), messages).partition(workers)
     buffer = filled(SpillingGroupingBuffer(PRE, POST, GLOBAL), messages)
 
-    assert not buffer._table  # the values are on disk; in memory, where each one lies
-    assert buffer._values._size == KEYS * VALUES_PER_KEY * VALUE_BYTES
+    assert not buffer._table  # keys and values are on disk; in memory, where each bucket's pieces lie
+    assert buffer._file._size > KEYS * VALUES_PER_KEY * VALUE_BYTES
+    assert sum(map(len, buffer._buckets)) <= len(messages) * spilled_buffers.BUCKETS
     shares = buffer.partition(workers)
-    assert [decoded(share) for share in shares] == [decoded(share) for share in beams]
-    assert [len(decoded(share)) for share in shares] == [len(range(s, KEYS, workers)) for s in range(workers)]
+    assert groups(shares) == groups(beams)  # each key's values, in the order they came
+    assert groups(shares)[b"k7"] == [value(i) for i in range(7, KEYS * VALUES_PER_KEY, KEYS)]
+    keys_per_share = [len(decoded(share)) for share in shares]
+    assert sum(keys_per_share) == KEYS and max(keys_per_share) - min(keys_per_share) <= 1  # each key once, in turn
     largest_group = VALUES_PER_KEY * (VALUE_BYTES + 8)
     assert all(len(share) > 1 for share in shares)  # each share over a chunk: several chunks
     assert max(len(chunk) for share in shares for chunk in share) < spilled_buffers.CHUNK_BYTES + largest_group
     assert all(share._in_memory <= MEMORY_BYTES for share in shares)
-    assert not buffer._where and buffer._values is None  # each key let go as it was encoded
+    assert buffer._file is None and not any(buffer._buckets)  # each bucket let go once encoded
     assert buffer.partition(workers) is shares  # read again: the same chunks
 
 
@@ -104,8 +112,7 @@ def test_a_grouped_buffer_extended_by_another_holds_both_values_as_beams_does():
     buffer = filled(SpillingGroupingBuffer(PRE, POST, GLOBAL), [first])
     buffer.extend(filled(SpillingGroupingBuffer(PRE, POST, GLOBAL), [second]))
     buffer.extend(SpillingListBuffer(None))  # Beam's: an empty list buffer beside a grouped input adds nothing
-    assert decoded(buffer.partition(2)[0]) + decoded(buffer.partition(2)[1]) == \
-        decoded(beams.partition(2)[0]) + decoded(beams.partition(2)[1])
+    assert groups(buffer.partition(2)) == groups(beams.partition(2))
 
 
 def test_a_grouped_buffer_of_another_windowing_keeps_its_windows_in_memory_as_beams_does():
@@ -121,7 +128,7 @@ def test_a_grouped_buffer_of_another_windowing_keeps_its_windows_in_memory_as_be
             stream, True)
     beams = filled(GroupingBuffer(pre, post, fixed), [stream.get()])
     buffer = filled(SpillingGroupingBuffer(pre, post, fixed), [stream.get()])
-    assert buffer._values is None and len(buffer._table) == 3
+    assert buffer._file is None and len(buffer._table) == 3
 
     def elements(buffer) -> list:
         found = []
@@ -146,6 +153,8 @@ def test_a_list_buffer_keeps_a_megabyte_in_memory_and_gives_back_what_beams_does
     copy = buffer.copy()
     copy.extend(filled(SpillingListBuffer(None), pieces[:5]))
     assert list(copy) == pieces + pieces[:5] and list(buffer) == pieces  # a copy shares the spilled pieces
+    copy.extend(copy)
+    assert list(copy) == (pieces + pieces[:5]) * 2
     buffer.clear()
     with pytest.raises(RuntimeError, match="cleared"):
         list(buffer)
