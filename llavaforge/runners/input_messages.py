@@ -8,15 +8,18 @@ catches): the in-process worker keeps every message of the stage until it has re
 a worker process holds its half of the stage at once. (How the runner itself holds a stage's
 input between stages, in chunks on disk, is `spilled_buffers.py`.)
 
-The fix flushes the send at `MESSAGE_BYTES` as it goes; the in-process worker lets go of each
-message once read. Bounded messages need one more change for a worker process: Beam's runner
-sends all of a bundle's input before it asks the worker to start the bundle, and a worker queues
-at most five messages of a bundle it has not started, so a share over five messages plus the
-runner's send queue (100 MB) would wait on itself (a test shows it with small queues).
-`process_bundle` therefore asks a worker process to start the bundle first and sends the input
-from a thread while it gathers the output, as Beam's own split path and a distributed runner's
-data plane do. The in-process worker runs a bundle inside the request, so its input still goes
-first.
+The fix flushes the send to a worker process at `MESSAGE_BYTES` as it goes. The in-process
+worker runs a bundle inside the runner's request, after the whole input is on its channel: the
+runner now puts there the input to read instead of its bytes, and the worker reads it one piece
+at a time from the runner's buffer (from disk) and lets go of each once read. In `bench/scaling.py`
+the in-process runner's peak was the shard writer's start, with its whole input (a record of
+~3.3 KB an image) on the channel. Bounded messages need one more change for a worker process:
+Beam's runner sends all of a bundle's input before it asks the worker to start the bundle, and a
+worker queues at most five messages of a bundle it has not started, so a share over five
+messages plus the runner's send queue (100 MB) would wait on itself (a test shows it with small
+queues). `process_bundle` therefore asks a worker process to start the bundle first and sends the
+input from a thread while it gathers the output, as Beam's own split path and a distributed
+runner's data plane do.
 
 Between processes, Beam's data channels queue up to 100 MB each way (`QUEUE_BYTES` with the fix):
 the runner's send queue to each worker, and in a worker the queue of a bundle's input and its send
@@ -36,13 +39,38 @@ MESSAGE_BYTES = 10 << 20  # Beam's data-plane flush size
 QUEUE_BYTES = 2 * MESSAGE_BYTES
 
 
+class _InputToRead:
+    """A bundle's input on the in-process worker's channel, in the runner's buffer until the
+    worker reads it, one piece at a time (each holds whole elements)."""
+
+    def __init__(self, instruction_id: str, transform_id: str, byte_streams) -> None:
+        self.instruction_id = instruction_id
+        self.transform_id = transform_id
+        self._byte_streams = byte_streams
+
+    def elements(self):
+        from apache_beam.portability.api import beam_fn_api_pb2
+
+        for byte_stream in self._byte_streams:
+            if byte_stream:
+                yield beam_fn_api_pb2.Elements.Data(instruction_id=self.instruction_id,
+                                                    transform_id=self.transform_id, data=byte_stream)
+
+
 def _send_input_in_messages(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
-    """`BundleManager._send_input_to_worker` (Beam 2.77), flushing every `MESSAGE_BYTES`."""
-    data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
-    for byte_stream in byte_streams or []:
-        data_out.write(byte_stream)
-        if data_out.size() >= MESSAGE_BYTES:  # each piece holds whole elements: no element is split
-            data_out.flush()
+    """`BundleManager._send_input_to_worker` (Beam 2.77), flushing every `MESSAGE_BYTES`; to the
+    in-process worker, the input to read as it goes."""
+    from apache_beam.runners.worker.data_plane import InMemoryDataChannel
+
+    data_conn = self._worker_handler.data_conn
+    data_out = data_conn.output_stream(process_bundle_id, read_transform_id)
+    if isinstance(data_conn, InMemoryDataChannel):
+        data_conn.inverse()._inputs.append(_InputToRead(process_bundle_id, read_transform_id, byte_streams or []))
+    else:
+        for byte_stream in byte_streams or []:
+            data_out.write(byte_stream)
+            if data_out.size() >= MESSAGE_BYTES:  # each piece holds whole elements: no element is split
+                data_out.flush()
     data_out.close()
 
 
@@ -151,7 +179,8 @@ def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_time
 
 
 def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, abort_callback=None):
-    """`InMemoryDataChannel.input_elements` (Beam 2.77), dropping each message as it is read."""
+    """`InMemoryDataChannel.input_elements` (Beam 2.77), dropping each message as it is read and
+    reading an input left in the runner's buffer piece by piece."""
     from apache_beam.portability.api import beam_fn_api_pb2
 
     other_inputs = []
@@ -165,6 +194,8 @@ def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, ab
                     yield element
             elif isinstance(element, beam_fn_api_pb2.Elements.Data) and (element.data or element.is_last):
                 yield element
+            elif isinstance(element, _InputToRead):
+                yield from element.elements()
     finally:  # also when the reader stops early (its bundle failed): other bundles' input stays
         self._inputs = other_inputs + self._inputs
 

@@ -19,11 +19,15 @@ from llavaforge.runners import input_messages
 from llavaforge.runners.options import pipeline_options
 
 
+def bundle_manager(data_conn):
+    """What BundleManager's send methods use of their BundleManager."""
+    return type("Manager", (), {"_worker_handler": type("WorkerHandler", (), {"data_conn": data_conn})()})()
+
+
 def sent_messages(send, data_conn, pieces: list[bytes]) -> list[bytes]:
     """The messages a bundle's input goes out in through `data_conn`, sent by `send` (a
     BundleManager method)."""
-    manager = type("Manager", (), {"_worker_handler": type("WorkerHandler", (), {"data_conn": data_conn})()})()
-    send(manager, "bundle", "read", pieces)
+    send(bundle_manager(data_conn), "bundle", "read", pieces)
     return [m.data for m in data_conn.inverse()._inputs if m.data]
 
 
@@ -48,11 +52,34 @@ class WorkerProcessChannel:
 PIECES = [bytes([i]) * (1 << 20) for i in range(30)]  # 30 MB of whole-element pieces
 
 
-@pytest.mark.parametrize("channel", [InMemoryDataChannel, WorkerProcessChannel])
-def test_a_bundles_input_goes_out_in_messages_of_beams_flush_size(channel):
-    messages = sent_messages(input_messages._send_input_in_messages, channel(), PIECES)
+def test_a_bundles_input_goes_out_to_a_worker_process_in_messages_of_beams_flush_size():
+    messages = sent_messages(input_messages._send_input_in_messages, WorkerProcessChannel(), PIECES)
     assert b"".join(messages) == b"".join(PIECES)
     assert len(messages) >= 3 and max(map(len, messages)) <= (10 << 20) + (1 << 20)
+
+
+class CountedPieces:
+    """A runner's buffer of pieces that counts the pieces read from it."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces, self.read = pieces, 0
+
+    def __iter__(self):
+        for piece in self.pieces:
+            self.read += 1
+            yield piece
+
+
+def test_the_in_process_worker_reads_a_bundles_input_from_the_runners_buffer_a_piece_at_a_time():
+    pieces = CountedPieces(PIECES)
+    runner_side = InMemoryDataChannel()
+    input_messages._send_input_in_messages(bundle_manager(runner_side), "bundle", "read", pieces)
+    assert pieces.read == 0  # Beam's copied all 30 MB onto the channel before the bundle ran
+    read = input_messages._input_elements_let_go(runner_side.inverse(), "bundle", None)
+    assert next(read).data == PIECES[0] and pieces.read == 1
+    rest = list(read)
+    assert [e.data for e in rest] == PIECES[1:]
+    assert runner_side.inverse()._inputs == []
 
 
 # A 40 MB stage input to one worker process, in 256 KB messages through a 1 MB send queue: far
