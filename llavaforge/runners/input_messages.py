@@ -1,5 +1,5 @@
-"""Beam's local runner hands a worker its whole share of a stage's input at once; the fix streams
-it in bounded messages.
+"""Beam's local runner hands a worker its whole share of a stage's input at once, and takes the
+in-process worker's output only once the bundle is done; the fix streams both.
 
 The FnApiRunner (the in-process runner, the DirectRunner's multi-processing mode, the portable
 job service) writes a bundle's input into the data channel without flushing
@@ -11,9 +11,12 @@ input between stages, in chunks on disk, is `spilled_buffers.py`.)
 The fix flushes the send to a worker process at `MESSAGE_BYTES` as it goes. The in-process
 worker runs a bundle inside the runner's request, after the whole input is on its channel: the
 runner now puts there the input to read instead of its bytes, and the worker reads it one piece
-at a time from the runner's buffer (from disk) and lets go of each once read. In `bench/scaling.py`
-the in-process runner's peak was the shard writer's start, with its whole input (a record of
-~3.3 KB an image) on the channel. Bounded messages need one more change for a worker process:
+at a time from the runner's buffer (from disk) and lets go of each once read. Its output
+waited on the channel until the bundle was done, and the runner has a bundle's outputs taken
+into the stage's buffers (to disk) as the worker writes them. In `bench/scaling.py` at 50,000
+images the in-process runner's peak was the shard writer's start, with its whole input (a record
+of ~3.3 KB an image) on the channel; with that read as it goes, the LLM stage's and the
+`Synthesize` join's, with their whole output on it. Bounded messages need one more change for a worker process:
 Beam's runner sends all of a bundle's input before it asks the worker to start the bundle, and a
 worker queues at most five messages of a bundle it has not started, so a share over five
 messages plus the runner's send queue (100 MB) would wait on itself (a test shows it with small
@@ -94,7 +97,8 @@ class _InputSender(threading.Thread):
 def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_timers, expected_output_timers,
                                       dry_run: bool = False):
     """`BundleManager.process_bundle` (Beam 2.77), which asks a worker process to start the bundle
-    before it sends the bundle's input, from another thread."""
+    before it sends the bundle's input, from another thread, and takes the in-process worker's
+    output into the stage's buffers as it is written."""
     from apache_beam.portability.api import beam_fn_api_pb2
     from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager, ProgressRequester
     from apache_beam.runners.worker.data_plane import InMemoryDataChannel
@@ -116,10 +120,25 @@ def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_time
         for transform_id, elements in inputs.items():
             self._send_input_to_worker(process_bundle_id, transform_id, elements)
 
+    def take_output(output) -> None:
+        if isinstance(output, beam_fn_api_pb2.Elements.Timers) and not dry_run:
+            with BundleManager._lock:
+                timer_buffer = self.bundle_context_manager.get_buffer(
+                    expected_output_timers[(output.transform_id, output.timer_family_id)][0], output.transform_id)
+                if timer_buffer.cleared:
+                    timer_buffer.reset()
+                timer_buffer.append(output.timers)
+        if isinstance(output, beam_fn_api_pb2.Elements.Data) and not dry_run:
+            with BundleManager._lock:
+                self.bundle_context_manager.get_buffer(expected_outputs[output.transform_id],
+                                                       output.transform_id).append(output.data)
+
     sender = None
+    in_process = isinstance(self._worker_handler.data_conn, InMemoryDataChannel)
     if not split_manager:
-        if isinstance(self._worker_handler.data_conn, InMemoryDataChannel):
+        if in_process:
             send_input()
+            _output_takers(self._worker_handler.data_conn)[process_bundle_id] = take_output
         else:
             sender = _InputSender(send_input)
 
@@ -144,20 +163,13 @@ def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_time
         expect_reads = list(expected_outputs.keys())
         expect_reads.extend(list(expected_output_timers.keys()))
 
-        for output in self._worker_handler.data_conn.input_elements(process_bundle_id, expect_reads,
-                                                                     abort_callback=aborted):
-            if isinstance(output, beam_fn_api_pb2.Elements.Timers) and not dry_run:
-                with BundleManager._lock:
-                    timer_buffer = self.bundle_context_manager.get_buffer(
-                        expected_output_timers[(output.transform_id, output.timer_family_id)][0],
-                        output.transform_id)
-                    if timer_buffer.cleared:
-                        timer_buffer.reset()
-                    timer_buffer.append(output.timers)
-            if isinstance(output, beam_fn_api_pb2.Elements.Data) and not dry_run:
-                with BundleManager._lock:
-                    self.bundle_context_manager.get_buffer(expected_outputs[output.transform_id],
-                                                           output.transform_id).append(output.data)
+        try:
+            for output in self._worker_handler.data_conn.input_elements(process_bundle_id, expect_reads,
+                                                                         abort_callback=aborted):
+                take_output(output)
+        finally:
+            if in_process:
+                _output_takers(self._worker_handler.data_conn).pop(process_bundle_id, None)
 
         if sender is not None and sender.failure is not None:
             raise sender.failure  # before waiting on the worker: it waits for the rest of its input
@@ -176,6 +188,29 @@ def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_time
             raise RuntimeError(finalize_response.error)
 
     return result, split_results
+
+
+def _output_takers(runner_side) -> dict:
+    """The runner's takers of the in-process worker's output, by bundle, on the runner's side of
+    the channel."""
+    return runner_side.__dict__.setdefault("_llavaforge_output_takers", {})
+
+
+def _output_stream_taken(self, instruction_id: str, transform_id: str):
+    """`InMemoryDataChannel.output_stream` (Beam 2.77), whose output the runner takes as it is
+    written when it has a taker for the bundle (Beam's waited on the channel for the bundle's end)."""
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.worker.data_plane import ClosableOutputStream
+
+    def add_to_inverse_output(data: bytes) -> None:
+        output = beam_fn_api_pb2.Elements.Data(instruction_id=instruction_id, transform_id=transform_id, data=data)
+        take = _output_takers(self._inverse).get(instruction_id)
+        if take is None:
+            self._inverse._inputs.append(output)
+        else:
+            take(output)
+
+    return ClosableOutputStream.create(add_to_inverse_output, add_to_inverse_output, self._data_buffer_time_limit_ms)
 
 
 def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, abort_callback=None):
@@ -200,9 +235,9 @@ def _input_elements_let_go(self, instruction_id: str, unused_expected_inputs, ab
         self._inputs = other_inputs + self._inputs
 
 
-def hold_stage_inputs_once() -> None:
-    """Make the local runner hold a stage's input about once while it runs it, in this process
-    (idempotent)."""
+def stream_bundle_data() -> None:
+    """Make the local runner in this process stream a bundle's input to its worker, and the
+    in-process worker's output to the runner, as the bundle runs (idempotent)."""
     # Imported here: the runner pulls in gRPC, which commands that only print flags skip.
     from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager
     from apache_beam.runners.worker.data_plane import InMemoryDataChannel
@@ -210,6 +245,7 @@ def hold_stage_inputs_once() -> None:
     BundleManager._send_input_to_worker = _send_input_in_messages
     BundleManager.process_bundle = _process_bundle_sending_alongside
     InMemoryDataChannel.input_elements = _input_elements_let_go
+    InMemoryDataChannel.output_stream = _output_stream_taken
 
 
 def bound_data_channel_queues() -> None:

@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 from llavaforge.errors import UsageError
 from llavaforge.runners.allocator import limit_malloc_arenas, trim_heap_periodically
 from llavaforge.runners.flush_race import fix_flush_race
-from llavaforge.runners.input_messages import bound_data_channel_queues, hold_stage_inputs_once
+from llavaforge.runners.input_messages import bound_data_channel_queues, stream_bundle_data
 from llavaforge.runners.job_streams import follow_jobs_to_the_end
 from llavaforge.runners.output_streams import release_closed_output_streams
 from llavaforge.runners.spilled_buffers import spill_stage_buffers
@@ -88,14 +88,15 @@ def _timed_worker_flush(options: PipelineOptions) -> Optional[str]:
 
 def mend_local_runner() -> None:
     """Beam 2.77's local runner, mended in this process: it sends whole bundles (flush_race.py),
-    keeps stage outputs between stages on disk (spilled_buffers.py), streams a stage's input to a
-    worker and queues two messages each way to a worker process (input_messages.py), and its
+    keeps stage outputs between stages on disk (spilled_buffers.py), streams a bundle's input to its
+    worker and the in-process worker's output back and queues two messages each way to a worker
+    process (input_messages.py), and its
     in-process worker lets go of each stage's output buffer (output_streams.py); this process and
     the workers it starts keep two malloc arenas, and this process gives freed heap back every few
     seconds (allocator.py)."""
     fix_flush_race()
     spill_stage_buffers()
-    hold_stage_inputs_once()
+    stream_bundle_data()
     bound_data_channel_queues()
     release_closed_output_streams()
     limit_malloc_arenas()

@@ -1,6 +1,7 @@
-"""The local runner streams a stage's input (runners/input_messages.py): a bundle's input
-goes out in bounded messages, to a worker process while the bundle runs; the in-process worker
-lets go of each message once read; data channels between processes queue two messages each way."""
+"""The local runner streams bundles (runners/input_messages.py): a bundle's input goes out in
+bounded messages, to a worker process while the bundle runs; the in-process worker reads it
+piece by piece and lets go of each message once read, and its output is taken as it is
+written; data channels between processes queue two messages each way."""
 
 from __future__ import annotations
 
@@ -169,6 +170,20 @@ def test_the_in_process_worker_lets_go_of_each_message_once_read():
     assert all(e is not first for e in worker_side._inputs)  # Beam's kept it until the last was read
     assert [e.data for e in read] == [b"a" * 10]
     assert [e.data for e in worker_side._inputs] == [b"b" * 10]  # another bundle's input stays
+
+
+def test_the_in_process_workers_output_is_taken_as_written_when_the_runner_has_a_taker_for_its_bundle():
+    runner_side, taken = InMemoryDataChannel(), []
+    input_messages._output_takers(runner_side)["taken"] = taken.append
+    for instruction in ("taken", "left"):
+        stream = input_messages._output_stream_taken(runner_side.inverse(), instruction, "write")
+        stream.write(instruction.encode() * 10)
+        stream.flush()
+        if instruction == "taken":
+            assert len(taken) == 1 and not runner_side._inputs  # in Beam's, on the channel until the bundle was done
+        stream.close()
+    assert [(e.instruction_id, e.data) for e in taken] == [("taken", b"taken" * 10), ("taken", b"")]
+    assert [(e.instruction_id, e.data) for e in runner_side._inputs] == [("left", b"left" * 10), ("left", b"")]
 
 
 def test_a_reader_that_stops_early_leaves_other_bundles_input():
