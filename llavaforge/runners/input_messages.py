@@ -16,13 +16,14 @@ waited on the channel until the bundle was done, and the runner has a bundle's o
 into the stage's buffers (to disk) as the worker writes them. In `bench/scaling.py` at 50,000
 images the in-process runner's peak was the shard writer's start, with its whole input (a record
 of ~3.3 KB an image) on the channel; with that read as it goes, the LLM stage's and the
-`Synthesize` join's, with their whole output on it. Bounded messages need one more change for a worker process:
-Beam's runner sends all of a bundle's input before it asks the worker to start the bundle, and a
-worker queues at most five messages of a bundle it has not started, so a share over five
-messages plus the runner's send queue (100 MB) would wait on itself (a test shows it with small
-queues). `process_bundle` therefore asks a worker process to start the bundle first and sends the
-input from a thread while it gathers the output, as Beam's own split path and a distributed
-runner's data plane do.
+`Synthesize` join's, with their whole output on it.
+
+Bounded messages need one more change for a worker process: Beam's runner sends all of a
+bundle's input before it asks the worker to start the bundle, and a worker queues at most five
+messages of a bundle it has not started, so a share over five messages plus the runner's send
+queue (100 MB) would wait on itself (a test shows it with small queues). `process_bundle`
+therefore asks a worker process to start the bundle first and sends the input from a thread
+while it gathers the output, as Beam's own split path and a distributed runner's data plane do.
 
 Between processes, Beam's data channels queue up to 100 MB each way (`QUEUE_BYTES` with the fix):
 the runner's send queue to each worker, and in a worker the queue of a bundle's input and its send

@@ -6,25 +6,27 @@ job service) holds each PCollection between stages in a buffer: the bytes its wo
 (`ListBuffer`), or for a GroupByKey every value decoded, in a table by key (`GroupingBuffer`).
 Both hold the whole stage output, so the runner's peak grew with the run: records without their
 images still took ~8 KB an image in `bench/scaling.py` (1,047 MB at 50,000 images against 622 MB
-at 1,000, in-process). A distributed runner keeps them in its shuffle service, not in memory.
+at 1,000, in-process; 723 MB with this and the in-process worker's input and output streamed,
+`input_messages.py`). A distributed runner keeps them in its shuffle service, not in memory.
 
 Here a buffer keeps its first `MEMORY_BYTES` in memory (small outputs, side inputs and counts
 never touch the disk) and writes the rest to a temporary file of its own that is unlinked as it is
 made: nothing is left behind when the buffer is let go or the process dies, killed or not, and no
 other process can open it. A grouped buffer writes each key and value to one of `BUCKETS` buckets
-by the key's hash, in the same file, and keeps in memory only where each bucket's pieces lie: an
-index by key cost ~200 bytes a key, and question dedup's band grouping has ~15 keys an image.
-When the stage that reads it runs, it reads the buckets back one at a time, groups each by key
+by the key's hash, in the same file, and keeps in memory only where each bucket's pieces lie (an
+index by key would hold every key in memory, and question dedup's band grouping has ~15 keys an
+image; at 50,000 images the two peaked the same). When the stage that reads it runs, it reads the buckets back one at a time, groups each by key
 (values in the order they came) and encodes the groups for the workers in chunks of
 `CHUNK_BYTES`, into another such file. Same groups as Beam's, each key in one worker's share,
 keys dealt to the shares in turn as Beam does; the key order differs (bucket by bucket, not
 first seen overall), which a GroupByKey does not promise. Values of a non-default windowing keep
-their windows in memory, as in Beam (this tool's runs use the global window). The files go in the temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what
-keeps the memory flat.
+their windows in memory, as in Beam (this tool's runs use the global window). The files go in
+the temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what keeps the memory flat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -44,18 +46,29 @@ CHUNK_BYTES = 1 << 20
 BUCKETS = 256  # a grouped buffer holds about 1/BUCKETS of its keys and values at once when read
 
 
+@contextlib.contextmanager
+def _naming_the_folder() -> Iterator[None]:
+    """A failure to make or write a spill file (a full disk) says where, and what sets it."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, f"could not keep a stage's output on disk in {tempfile.gettempdir()} "
+                               f"(TMPDIR sets the folder): {e.strerror}") from e
+
+
 class SpillFile:
     """An unlinked temporary file that byte strings are appended to and read back from by
     offset, from any thread; closed (and so freed) with its last reference."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="llavaforge-spill-")
+        with _naming_the_folder():
+            self._file = tempfile.TemporaryFile(prefix="llavaforge-spill-")
         self._size = 0
         self._lock = threading.Lock()
 
     def write(self, data: bytes | bytearray) -> int:
         """Appends `data`; returns its offset."""
-        with self._lock:
+        with self._lock, _naming_the_folder():
             offset = self._size
             view = memoryview(data)
             while view:

@@ -199,6 +199,21 @@ def test_a_spill_file_reads_back_what_was_written_at_each_offset():
         spill.read(offsets[-1], len(pieces[-1]) + 1)
 
 
+def test_a_full_disk_fails_with_an_error_that_names_the_folder_and_tmpdir(tmp_path, monkeypatch):
+    import errno
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    spill = SpillFile()
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError, match=f"on disk in {tmp_path} \\(TMPDIR sets the folder\\): No space left") as failure:
+        spill.write(b"x" * 10)
+    assert failure.value.errno == errno.ENOSPC
+
+
 def test_a_run_keeps_its_stage_outputs_on_disk_with_no_file_left_in_the_temporary_folder(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     made = []
