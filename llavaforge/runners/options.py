@@ -88,12 +88,11 @@ def _timed_worker_flush(options: PipelineOptions) -> Optional[str]:
 
 def mend_local_runner() -> None:
     """Beam 2.77's local runner, mended in this process: it sends whole bundles (flush_race.py),
-    keeps stage outputs between stages on disk (spilled_buffers.py), streams a bundle's input to its
-    worker and the in-process worker's output back and queues two messages each way to a worker
-    process (input_messages.py), and its
-    in-process worker lets go of each stage's output buffer (output_streams.py); this process and
-    the workers it starts keep two malloc arenas, and this process gives freed heap back every few
-    seconds (allocator.py)."""
+    keeps stage outputs between stages on disk (spilled_buffers.py), streams a bundle's input to
+    its worker and the in-process worker's output back, and queues two messages each way to a
+    worker process (input_messages.py), and its in-process worker lets go of each stage's output
+    buffer (output_streams.py); this process and the workers it starts keep two malloc arenas,
+    and this process gives freed heap back every few seconds (allocator.py)."""
     fix_flush_race()
     spill_stage_buffers()
     stream_bundle_data()
