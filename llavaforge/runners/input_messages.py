@@ -67,14 +67,14 @@ def _send_input_in_messages(self, process_bundle_id: str, read_transform_id: str
     from apache_beam.runners.worker.data_plane import InMemoryDataChannel
 
     data_conn = self._worker_handler.data_conn
-    data_out = data_conn.output_stream(process_bundle_id, read_transform_id)
     if isinstance(data_conn, InMemoryDataChannel):
         data_conn.inverse()._inputs.append(_InputToRead(process_bundle_id, read_transform_id, byte_streams or []))
-    else:
-        for byte_stream in byte_streams or []:
-            data_out.write(byte_stream)
-            if data_out.size() >= MESSAGE_BYTES:  # each piece holds whole elements: no element is split
-                data_out.flush()
+        return
+    data_out = data_conn.output_stream(process_bundle_id, read_transform_id)
+    for byte_stream in byte_streams or []:
+        data_out.write(byte_stream)
+        if data_out.size() >= MESSAGE_BYTES:  # each piece holds whole elements: no element is split
+            data_out.flush()
     data_out.close()
 
 

@@ -15,9 +15,9 @@ made: nothing is left behind when the buffer is let go or the process dies, kill
 other process can open it. A grouped buffer writes each key and value to one of `BUCKETS` buckets
 by the key's hash, in the same file, and keeps in memory only where each bucket's pieces lie (an
 index by key would hold every key in memory, and question dedup's band grouping has ~15 keys an
-image; at 50,000 images the two peaked the same). When the stage that reads it runs, it reads the buckets back one at a time, groups each by key
-(values in the order they came) and encodes the groups for the workers in chunks of
-`CHUNK_BYTES`, into another such file. Same groups as Beam's, each key in one worker's share,
+image; at 50,000 images the two peaked the same). When the stage that reads it runs, it reads
+the buckets back one at a time, groups each by key (values in the order they came) and encodes
+the groups for the workers in chunks of `CHUNK_BYTES`, into another such file. Same groups as Beam's, each key in one worker's share,
 keys dealt to the shares in turn as Beam does; the key order differs (bucket by bucket, not
 first seen overall), which a GroupByKey does not promise. Values of a non-default windowing keep
 their windows in memory, as in Beam (this tool's runs use the global window). The files go in
