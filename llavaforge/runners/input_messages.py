@@ -25,13 +25,17 @@ queue (100 MB) would wait on itself (a test shows it with small queues). `proces
 therefore asks a worker process to start the bundle first and sends the input from a thread
 while it gathers the output, as Beam's own split path and a distributed runner's data plane do.
 
-Between processes, Beam's data channels queue up to 100 MB each way (`QUEUE_BYTES` with the fix):
-the runner's send queue to each worker, and in a worker the queue of a bundle's input and its send
-queue. A stage larger than that kept its queues full while it ran: in `bench/scaling.py` at 50,000
-images a worker's input queue held 58 MB at its peak (the shard writer's start) and none at 1,000
-images, where a stage's whole input is smaller. Two messages queued are enough to keep a worker
-busy; worker peak at 50,000 images 749 MB with Beam's queues, 709 MB with these (594 MB at 1,000;
-instrumented, one run after the other), in the same time.
+Between processes, Beam's data channels send messages of up to 10 MB and queue up to 100 MB
+each way: the runner's send queue to each worker, and in a worker the queue of a bundle's input
+and its send queue. With the fix they send messages of `MESSAGE_BYTES` (1 MB) and queue two. A
+message is copied on its way (the output stream's buffer, the `Elements.Data` message made of it,
+the `Elements` that gathers several, gRPC's serialized bytes), each copy a heap block of its own,
+and a stage of more than a few messages kept the queues and copies full for as long as it ran;
+glibc's heap kept the space freed between them. In `bench/scaling.py` at 50,000 images with two
+job-service workers (mallinfo2 every 0.25 s, one run after the other) a worker's heap held up to
+309 MB in use and 190 MB free with 10 MB messages and 20 MB queues, 201 MB and 47 MB with 1 MB
+messages (190 MB and 24 MB at 1,000 images, where a stage's input is a few messages): worker
+peak 768 -> 665 MB (635 and 624 MB at 1,000) and the job service's 628 -> 338 MB, in the same time.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ from __future__ import annotations
 import logging
 import threading
 
-MESSAGE_BYTES = 10 << 20  # Beam's data-plane flush size
-QUEUE_BYTES = 2 * MESSAGE_BYTES
+MESSAGE_BYTES = 1 << 20  # Beam's: 10 MB
+QUEUE_BYTES = 2 * MESSAGE_BYTES  # enough to keep a worker busy; Beam's: 100 MB
 
 
 class _InputToRead:
@@ -249,11 +253,27 @@ def stream_bundle_data() -> None:
     InMemoryDataChannel.output_stream = _output_stream_taken
 
 
-def bound_data_channel_queues() -> None:
-    """Make the data channels this process opens from now on queue at most QUEUE_BYTES each way
-    (a runner's, or a worker's: worker_plugin.py)."""
+def _output_stream_of_message_size(close_callback, flush_callback, data_buffer_time_limit_ms: int):
+    """`ClosableOutputStream.create` (Beam 2.77), whose size-based stream flushes at MESSAGE_BYTES
+    (Beam's threshold is bound as a default argument when its module loads)."""
     from apache_beam.runners.worker import data_plane
 
-    # Beam reads it whenever a channel or a bundle's input queue is made; one message over it
-    # still goes through (ByteLimitedQueue lets a single element exceed its bytes).
+    if data_buffer_time_limit_ms > 0:  # refused by every run's options (options.py); Beam's as it was
+        return data_plane.TimeBasedBufferingClosableOutputStream(
+            close_callback, flush_callback=flush_callback, time_flush_threshold_ms=data_buffer_time_limit_ms)
+    return data_plane.SizeBasedBufferingClosableOutputStream(close_callback, flush_callback=flush_callback,
+                                                             size_flush_threshold=MESSAGE_BYTES)
+
+
+def bound_data_channel_messages() -> None:
+    """Make the data channels this process opens from now on send messages of about
+    MESSAGE_BYTES and queue at most QUEUE_BYTES each way (a runner's, or a worker's:
+    worker_plugin.py)."""
+    from apache_beam.runners.worker import data_plane
+
+    # Beam reads both whenever a channel or a bundle's input queue is made, and when a channel
+    # gathers queued messages into one to send; one message over the queue's bytes still goes
+    # through (ByteLimitedQueue lets a single element exceed them).
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = QUEUE_BYTES
+    data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = MESSAGE_BYTES
+    data_plane.ClosableOutputStream.create = staticmethod(_output_stream_of_message_size)

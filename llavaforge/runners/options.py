@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 from llavaforge.errors import UsageError
 from llavaforge.runners.allocator import limit_malloc_arenas, trim_heap_periodically
 from llavaforge.runners.flush_race import fix_flush_race
-from llavaforge.runners.input_messages import bound_data_channel_queues, stream_bundle_data
+from llavaforge.runners.input_messages import bound_data_channel_messages, stream_bundle_data
 from llavaforge.runners.job_streams import follow_jobs_to_the_end
 from llavaforge.runners.output_streams import release_closed_output_streams
 from llavaforge.runners.spilled_buffers import spill_stage_buffers
@@ -96,7 +96,7 @@ def mend_local_runner() -> None:
     fix_flush_race()
     spill_stage_buffers()
     stream_bundle_data()
-    bound_data_channel_queues()
+    bound_data_channel_messages()
     release_closed_output_streams()
     limit_malloc_arenas()
     trim_heap_periodically()

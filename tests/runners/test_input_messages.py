@@ -201,13 +201,20 @@ def test_a_pipeline_through_the_mended_runner_groups_as_before():
         assert_that(counts, equal_to([(k, 40) for k in range(500)]))
 
 
-def test_the_data_channels_a_mended_process_opens_queue_at_most_two_messages_each_way():
+def test_the_data_channels_a_mended_process_opens_send_messages_of_a_megabyte_and_queue_two_each_way():
     from apache_beam.runners.worker.data_plane import _GrpcDataChannel
 
-    input_messages.bound_data_channel_queues()
+    input_messages.bound_data_channel_messages()
     channel = _GrpcDataChannel()  # a runner's end and a worker's are both one
     try:
         queues = (channel._to_send, channel._pending_send, channel._received["bundle"])
         assert [q.max_bytes for q in queues] == [2 * input_messages.MESSAGE_BYTES] * 3  # Beam's: 100 MB
+        stream = channel.output_stream("bundle", "transform")
+        element = b"x" * (input_messages.MESSAGE_BYTES // 4)
+        for _ in range(5):  # flushed once over a message's bytes (Beam's: at 10 MB)
+            stream.write(element)
+            stream.maybe_flush()
+        assert channel._to_send.get(timeout=10).data == element * 5  # a thread forwards it to this queue
+        assert channel._pending_send.qsize() == channel._to_send.qsize() == 0
     finally:
         channel.close()
