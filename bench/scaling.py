@@ -9,9 +9,9 @@ conversations asking one shared question (question dedup has work).
 Each size runs in a fresh process, on the in-process DirectRunner or, with `--workers N`, N SDK
 worker processes: Beam's portable job service, or the DirectRunner's multi-processing mode
 (`--multi-processing`); prints seconds per image, the peak RSS of the runner (the driver, or the
-job service, whichever is larger: the local runners' buffers of whole PCollections are theirs)
-and of the largest worker process, each relative to the smallest size, and the peak of the
-runner's stage outputs on disk (`on disk MB`). Building the shards is not measured; it takes
+job service, whichever is larger: the local runners' buffers of whole PCollections are theirs),
+of the largest worker process and of the job service alone, each relative to the smallest size,
+and the peak of the runner's stage outputs on disk (`on disk MB`). Building the shards is not measured; it takes
 ~30 s per 1,000 images, which `--shard-cache` saves on the next run.
 """
 
@@ -36,6 +36,7 @@ BENCH = Path(__file__).resolve().parent
 # SDK workers: the job service's launchers and the processes its zygote forks (the zygote itself,
 # preloaded and never running a bundle, counts with them), or the DirectRunner's own workers.
 WORKER_PROCESS_NAMES = (WORKER_SCRIPT.encode(), b"llavaforge.runners.zygote", b"sdk_worker_main")
+JOB_SERVICE_PROCESS_NAME = b"llavaforge.runners.portable"
 
 
 def _spilled_kb(pids) -> int:
@@ -52,10 +53,11 @@ def _spilled_kb(pids) -> int:
     return total // 1024
 
 
-def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int], stop: threading.Event) -> None:
+def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int], services: set[int],
+                             stop: threading.Event) -> None:
     """Every second, the peak RSS (VmHWM, kB) of every process below `root`, into `peaks`;
-    the SDK worker processes among them into `workers`; the peak of the stage outputs all of
-    them and `root` hold on disk into `peaks["spilled"]` (Linux)."""
+    the SDK worker processes among them into `workers`, the job service into `services`; the
+    peak of the stage outputs all of them and `root` hold on disk into `peaks["spilled"]` (Linux)."""
     while not stop.wait(1.0):
         parents = {}
         for entry in os.listdir("/proc"):
@@ -77,6 +79,8 @@ def _peak_rss_of_descendants(root: int, peaks: dict[int, int], workers: set[int]
                     command = f.read()
                     if any(name in command for name in WORKER_PROCESS_NAMES):
                         workers.add(pid)
+                    elif JOB_SERVICE_PROCESS_NAME in command:
+                        services.add(pid)
             except (OSError, StopIteration):
                 continue
             peaks[pid] = max(peaks.get(pid, 0), hwm)
@@ -112,9 +116,10 @@ def one_size(images: int, speedup: float, workers: int, multi_processing: bool, 
     recipe = load_recipe(None, {**workload.RECIPE, "dedup.near.enabled": True})
     peaks: dict[int, int] = {}
     worker_pids: set[int] = set()
+    service_pids: set[int] = set()
     stop = threading.Event()
-    sampler = threading.Thread(target=_peak_rss_of_descendants, args=(os.getpid(), peaks, worker_pids, stop),
-                               daemon=True)
+    sampler = threading.Thread(target=_peak_rss_of_descendants,
+                               args=(os.getpid(), peaks, worker_pids, service_pids, stop), daemon=True)
     sampler.start()
     # Beam's portable job service is started here, so it and its workers are this process's descendants.
     with job_service(workers) if workers and not multi_processing else contextlib.nullcontext() as service:
@@ -143,7 +148,8 @@ def one_size(images: int, speedup: float, workers: int, multi_processing: bool, 
             "near_duplicates": stats["duplicates"],
             "duplicate_questions": stats["rejects"].get("question_dedup", {}).get("duplicate_question", 0),
             "peak_rss_mb": runner_kb / 1024, "peak_spilled_mb": spilled_kb / 1024,
-            "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if workers else None}
+            "worker_peak_rss_mb": max((peaks[pid] for pid in worker_pids), default=0) / 1024 if workers else None,
+            "job_service_peak_rss_mb": max((peaks[pid] for pid in service_pids), default=0) / 1024 or None}
 
 
 def main() -> None:
@@ -177,13 +183,17 @@ def main() -> None:
             f"portable job service, {args.workers} workers")
     print(f"SIMULATED (stand-ins, device time / {args.speedup:g}); {mode}")
     print(f"{'images':>8}{'wall s':>9}{'ms/image':>10}{'vs first':>9}{'runner peak MB':>16}{'vs first':>9}"
-          f"{'worker peak MB':>16}{'vs first':>9}{'on disk MB':>12}{'written':>9}{'dups':>7}{'dup questions':>15}")
+          f"{'worker peak MB':>16}{'vs first':>9}{'job service MB':>16}{'vs first':>9}{'on disk MB':>12}"
+          f"{'written':>9}{'dups':>7}{'dup questions':>15}")
     for r in rows:
         per = 1000 * r["wall_s"] / r["images"]
         worker = (f"{r['worker_peak_rss_mb']:>16.0f}{r['worker_peak_rss_mb'] / base['worker_peak_rss_mb']:>8.2f}x"
                   if args.workers else f"{'-':>16}{'':>9}")
+        service = (f"{r['job_service_peak_rss_mb']:>16.0f}"
+                   f"{r['job_service_peak_rss_mb'] / base['job_service_peak_rss_mb']:>8.2f}x"
+                   if r["job_service_peak_rss_mb"] else f"{'-':>16}{'':>9}")
         print(f"{r['images']:>8}{r['wall_s']:>9.1f}{per:>10.1f}{per / (1000 * base['wall_s'] / base['images']):>8.2f}x"
-              f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}"
+              f"{r['peak_rss_mb']:>16.0f}{r['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x{worker}{service}"
               f"{r['peak_spilled_mb']:>12.0f}{r['written']:>9}"
               f"{r['near_duplicates']:>7}{r['duplicate_questions']:>15}")
         if r["failure"]:
