@@ -147,38 +147,37 @@ def _process_bundle_sending_alongside(self, inputs, expected_outputs, fired_time
         else:
             sender = _InputSender(send_input)
 
-    process_bundle_req = beam_fn_api_pb2.InstructionRequest(
-        instruction_id=process_bundle_id,
-        process_bundle=beam_fn_api_pb2.ProcessBundleRequest(
-            process_bundle_descriptor_id=self.bundle_context_manager.process_bundle_descriptor.id,
-            cache_tokens=[next(self._cache_token_generator)]))
-    result_future = self._worker_handler.control_conn.push(process_bundle_req)
-    if sender is not None:
-        sender.start()
+    try:  # a taker is let go once the bundle is over, also when the in-process worker's run of it raises
+        process_bundle_req = beam_fn_api_pb2.InstructionRequest(
+            instruction_id=process_bundle_id,
+            process_bundle=beam_fn_api_pb2.ProcessBundleRequest(
+                process_bundle_descriptor_id=self.bundle_context_manager.process_bundle_descriptor.id,
+                cache_tokens=[next(self._cache_token_generator)]))
+        result_future = self._worker_handler.control_conn.push(process_bundle_req)
+        if sender is not None:
+            sender.start()
 
-    def aborted() -> bool:
-        return ((sender is not None and sender.failure is not None)
-                or (result_future.is_done() and bool(result_future.get().error)))
+        def aborted() -> bool:
+            return ((sender is not None and sender.failure is not None)
+                    or (result_future.is_done() and bool(result_future.get().error)))
 
-    split_results = []
-    with ProgressRequester(self._worker_handler, process_bundle_id, self._progress_frequency):
-        if split_manager:
-            split_results = self._generate_splits_for_testing(split_manager, inputs, process_bundle_id)
+        split_results = []
+        with ProgressRequester(self._worker_handler, process_bundle_id, self._progress_frequency):
+            if split_manager:
+                split_results = self._generate_splits_for_testing(split_manager, inputs, process_bundle_id)
 
-        expect_reads = list(expected_outputs.keys())
-        expect_reads.extend(list(expected_output_timers.keys()))
-
-        try:
+            expect_reads = list(expected_outputs.keys())
+            expect_reads.extend(list(expected_output_timers.keys()))
             for output in self._worker_handler.data_conn.input_elements(process_bundle_id, expect_reads,
                                                                          abort_callback=aborted):
                 take_output(output)
-        finally:
-            if in_process:
-                _output_takers(self._worker_handler.data_conn).pop(process_bundle_id, None)
 
-        if sender is not None and sender.failure is not None:
-            raise sender.failure  # before waiting on the worker: it waits for the rest of its input
-        result = result_future.get()
+            if sender is not None and sender.failure is not None:
+                raise sender.failure  # before waiting on the worker: it waits for the rest of its input
+            result = result_future.get()
+    finally:
+        if in_process:
+            _output_takers(self._worker_handler.data_conn).pop(process_bundle_id, None)
 
     if result.error:
         raise RuntimeError(result.error)

@@ -1,7 +1,7 @@
 """The local runner streams bundles (runners/input_messages.py): a bundle's input goes out in
 bounded messages, to a worker process while the bundle runs; the in-process worker reads it
 piece by piece and lets go of each message once read, and its output is taken as it is
-written; data channels between processes queue two messages each way."""
+written; data channels between processes send 1 MB messages and queue two each way."""
 
 from __future__ import annotations
 
@@ -50,13 +50,14 @@ class WorkerProcessChannel:
         return ClosableOutputStream.create(send, send, data_buffer_time_limit_ms=0)
 
 
-PIECES = [bytes([i]) * (1 << 20) for i in range(30)]  # 30 MB of whole-element pieces
+PIECE_BYTES = 256 << 10
+PIECES = [bytes([i]) * PIECE_BYTES for i in range(120)]  # 30 MB of whole-element pieces
 
 
-def test_a_bundles_input_goes_out_to_a_worker_process_in_messages_of_beams_flush_size():
+def test_a_bundles_input_goes_out_to_a_worker_process_in_messages_of_a_megabyte():
     messages = sent_messages(input_messages._send_input_in_messages, WorkerProcessChannel(), PIECES)
     assert b"".join(messages) == b"".join(PIECES)
-    assert len(messages) >= 3 and max(map(len, messages)) <= (10 << 20) + (1 << 20)
+    assert len(messages) >= 25 and max(map(len, messages)) <= input_messages.MESSAGE_BYTES + PIECE_BYTES
 
 
 class CountedPieces:
@@ -184,6 +185,26 @@ def test_the_in_process_workers_output_is_taken_as_written_when_the_runner_has_a
         stream.close()
     assert [(e.instruction_id, e.data) for e in taken] == [("taken", b"taken" * 10), ("taken", b"")]
     assert [(e.instruction_id, e.data) for e in runner_side._inputs] == [("left", b"left" * 10), ("left", b"")]
+
+
+def broken_stage(element):
+    raise ValueError("the stage broke")
+
+
+def test_a_failed_in_process_bundle_lets_go_of_its_output_taker(monkeypatch):
+    channels_takers = []
+
+    def recorded(runner_side) -> dict:
+        takers = output_takers(runner_side)
+        channels_takers.append(takers)
+        return takers
+
+    output_takers = input_messages._output_takers
+    monkeypatch.setattr(input_messages, "_output_takers", recorded)
+    with pytest.raises(Exception, match="the stage broke"):  # raised by the in-process worker's run of the bundle
+        with beam.Pipeline(options=pipeline_options(["--direct_running_mode=in_memory"])) as p:
+            p | beam.Create(range(10)) | beam.Map(broken_stage)
+    assert channels_takers and not any(channels_takers)
 
 
 def test_a_reader_that_stops_early_leaves_other_bundles_input():
