@@ -11,8 +11,8 @@ worker processes: Beam's portable job service, or the DirectRunner's multi-proce
 (`--multi-processing`); prints seconds per image, the peak RSS of the runner (the driver, or the
 job service, whichever is larger: the local runners' buffers of whole PCollections are theirs),
 of the largest worker process and of the job service alone, each relative to the smallest size,
-and the peak of the runner's stage outputs on disk (`on disk MB`). Building the shards is not measured; it takes
-~30 s per 1,000 images, which `--shard-cache` saves on the next run.
+and the peak of the runner's stage outputs on disk (`on disk MB`). Building the shards is not
+measured; it takes ~30 s per 1,000 images, which `--shard-cache` saves on the next run.
 """
 
 from __future__ import annotations

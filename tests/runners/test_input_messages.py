@@ -192,14 +192,13 @@ def broken_stage(element):
 
 
 def test_a_failed_in_process_bundle_lets_go_of_its_output_taker(monkeypatch):
-    channels_takers = []
+    output_takers, channels_takers = input_messages._output_takers, []
 
     def recorded(runner_side) -> dict:
         takers = output_takers(runner_side)
         channels_takers.append(takers)
         return takers
 
-    output_takers = input_messages._output_takers
     monkeypatch.setattr(input_messages, "_output_takers", recorded)
     with pytest.raises(Exception, match="the stage broke"):  # raised by the in-process worker's run of the bundle
         with beam.Pipeline(options=pipeline_options(["--direct_running_mode=in_memory"])) as p:
