@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
@@ -135,6 +136,18 @@ def describe_graph(pipeline: beam.Pipeline) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _beam_pipeline(options: PipelineOptions) -> Iterator[beam.Pipeline]:
+    """A pipeline whose local folder is removed however the block ends: Beam makes the folder when
+    it makes the pipeline and removes it only at the end of a run, so every dry run, and every
+    graph that failed to build, left one in the temporary folder."""
+    pipeline = beam.Pipeline(options=options)
+    try:
+        yield pipeline
+    finally:
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+
+
 def start(launch: Launch, shard_urls: list[str], date: str = "",
           published_keys: Optional[list[str]] = None, lease: Optional[leases.Lease] = None,
           run_id: Optional[str] = None) -> JobResult:
@@ -152,25 +165,25 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
         recipe_hash=recipe.hash(), output=folder, started_at=run_info["started_at"],
         fingerprints={} if launch.dry_run else {url: fingerprint(url) for url in shard_urls}, lease=lease,
         superseded=tuple(ledger.published_folders()) if launch.kind == "run" else ())
-    pipeline = beam.Pipeline(options=launch.options)
-    # Progress is shown (and so reported by the workers) unless the command line is quiet.
-    showing = not launch.dry_run and logging.getLogger("llavaforge").isEnabledFor(logging.INFO)
-    progress_url = prefix.url_of(progress_folder(run_id)) if showing else None
-    with progress.reporting_to(progress_url):
-        stats = build_pipeline(pipeline, recipe, shard_urls, run_dir, run_info, published_keys,
-                               staging=prefix.url_of(staging_folder(run_id)))
-    _ = stats | "Publish" >> Publish(publication)
-    if launch.dry_run:
-        if launch.options.view_as(StandardOptions).runner in ("DataflowRunner", "dataflow"):
-            pipeline.run()  # Dataflow translates the graph and stops before submitting it
-        return JobResult(run_id, run_dir, None, None, describe_graph(pipeline))
-    write_atomic(join(run_dir, RUN_MARKER), json_bytes({"run_id": run_id, "kind": launch.kind,
-                                                          "started_at": run_info["started_at"]}))
-    with leases.keep_alive(lease) if lease is not None else contextlib.nullcontext(), \
-            ProgressMonitor(progress_url, len(shard_urls)) if showing else contextlib.nullcontext(), \
-            cores_shared_between(local_workers(launch.options)):
-        result = pipeline.run()
-        result.wait_until_finish()
+    with _beam_pipeline(launch.options) as pipeline:
+        # Progress is shown (and so reported by the workers) unless the command line is quiet.
+        showing = not launch.dry_run and logging.getLogger("llavaforge").isEnabledFor(logging.INFO)
+        progress_url = prefix.url_of(progress_folder(run_id)) if showing else None
+        with progress.reporting_to(progress_url):
+            stats = build_pipeline(pipeline, recipe, shard_urls, run_dir, run_info, published_keys,
+                                   staging=prefix.url_of(staging_folder(run_id)))
+        _ = stats | "Publish" >> Publish(publication)
+        if launch.dry_run:
+            if launch.options.view_as(StandardOptions).runner in ("DataflowRunner", "dataflow"):
+                pipeline.run()  # Dataflow translates the graph and stops before submitting it
+            return JobResult(run_id, run_dir, None, None, describe_graph(pipeline))
+        write_atomic(join(run_dir, RUN_MARKER), json_bytes({"run_id": run_id, "kind": launch.kind,
+                                                              "started_at": run_info["started_at"]}))
+        with leases.keep_alive(lease) if lease is not None else contextlib.nullcontext(), \
+                ProgressMonitor(progress_url, len(shard_urls)) if showing else contextlib.nullcontext(), \
+                cores_shared_between(local_workers(launch.options)):
+            result = pipeline.run()
+            result.wait_until_finish()
     if progress_url:
         with contextlib.suppress(OSError):  # best effort: status never depends on progress files
             prefix.remove_progress(run_id)

@@ -13,10 +13,12 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 
 from llavaforge.errors import UsageError
 from llavaforge.runners.allocator import limit_malloc_arenas, trim_heap_periodically
+from llavaforge.runners.direct_offline import keep_direct_runner_offline
 from llavaforge.runners.flush_race import fix_flush_race
 from llavaforge.runners.input_messages import bound_data_channel_messages, stream_bundle_data
 from llavaforge.runners.job_streams import follow_jobs_to_the_end
 from llavaforge.runners.output_streams import release_closed_output_streams
+from llavaforge.runners.sdk_dependencies import remove_empty_dependency_folders
 from llavaforge.runners.spilled_buffers import spill_stage_buffers
 
 # Imported by every SDK worker at its start: the import mends the worker (worker_plugin.py).
@@ -87,12 +89,14 @@ def _timed_worker_flush(options: PipelineOptions) -> Optional[str]:
 
 
 def mend_local_runner() -> None:
-    """Beam 2.77's local runner, mended in this process: it sends whole bundles (flush_race.py),
-    keeps stage outputs between stages on disk (spilled_buffers.py), streams a bundle's input to
-    its worker and the in-process worker's output back, and queues two messages each way to a
-    worker process (input_messages.py), and its in-process worker lets go of each stage's output
-    buffer (output_streams.py); this process and the workers it starts keep two malloc arenas,
-    and this process gives freed heap back every few seconds (allocator.py)."""
+    """Beam 2.77's local runner, mended in this process: the DirectRunner never detours through
+    Prism (direct_offline.py); it sends whole bundles (flush_race.py), keeps stage outputs between
+    stages on disk (spilled_buffers.py), streams a bundle's input to its worker and the in-process
+    worker's output back, and queues two messages each way to a worker process
+    (input_messages.py), and its in-process worker lets go of each stage's output buffer
+    (output_streams.py); this process and the workers it starts keep two malloc arenas, and this
+    process gives freed heap back every few seconds (allocator.py)."""
+    keep_direct_runner_offline()
     fix_flush_race()
     spill_stage_buffers()
     stream_bundle_data()
@@ -104,9 +108,11 @@ def mend_local_runner() -> None:
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     # Every run's options come from here, so every run's local runner and every SDK worker
-    # (wherever it runs) is mended, and a driver on a job service waits for the job however long it runs.
+    # (wherever it runs) is mended, and a driver on a job service waits for the job however long it
+    # runs and leaves no empty folder behind.
     mend_local_runner()
     follow_jobs_to_the_end()
+    remove_empty_dependency_folders()
     options = PipelineOptions(list(beam_args))
     setup = options.view_as(SetupOptions)
     if WORKER_PLUGIN not in (setup.beam_plugins or []):

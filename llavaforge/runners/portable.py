@@ -162,7 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # The process workers are forked from (`zygote.py`); this service passes its
             # environment to every worker it starts. It imports while the service waits for a job.
             os.environ[zygote.ZYGOTE_ENV] = stack.enter_context(zygote.running()).socket
-        _, port = serve(args.port)
+        servicer, port = serve(args.port)
+        stack.callback(servicer.stop)  # removes the folder it staged jobs' artifacts in
         print(f"llavaforge job service listening on localhost:{port}", flush=True)
         while True:
             time.sleep(3600)

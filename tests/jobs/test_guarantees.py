@@ -76,6 +76,17 @@ def test_a_run_prefix_and_a_nightly_prefix_do_not_mix(tmp_path, shard, capsys):
     assert "holds llavaforge `run` output" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "nightly"])
+def test_runs_and_dry_runs_leave_nothing_in_the_temporary_folder(tmp_path, shard, monkeypatch, command):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))
+    out = tmp_path / "out"
+    assert main(["-q", command, "--input", shard, "--output", str(out), "--dry-run"]) == 0
+    assert main(["-q", command, "--input", shard, "--output", str(out)]) == 0
+    assert list(temporary.iterdir()) == [] and published_run(out)
+
+
 def test_cleanup_removes_only_what_llavaforge_wrote(tmp_path, shard):
     out = tmp_path / "out"
     assert main(["-q", "run", "--input", shard, "--output", str(out)]) == 0

@@ -3,6 +3,7 @@ multi-processing) writes the same keys and counts as the in-process run."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import threading
@@ -87,12 +88,19 @@ def test_portable_args_start_subprocess_workers(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts worker processes through /proc")
 @pytest.mark.slow
-def test_portable_job_service_with_two_workers_matches_in_process(in_process, tmp_path):
+def test_portable_job_service_with_two_workers_matches_in_process(in_process, tmp_path, monkeypatch):
+    temporary = tmp_path / "tmp"  # the driver's, the service's and its workers'
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))
     output = str(tmp_path / "portable")
     with job_service(workers=2) as service, WorkerWatch(service.pid) as watch:
         run(recipe(), INPUTS, output, service.flags)
     assert len(watch.pids) >= 2
     assert outcome(output) == in_process
+    # Nothing left behind but caches that every run reuses by name: torch's compile cache, one a
+    # user, and Beam's cache of downloaded requirements.
+    assert {p.name for p in temporary.iterdir()} <= {f"torchinductor_{getpass.getuser()}", "beam-requirements-cache"}
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts worker processes through /proc")
