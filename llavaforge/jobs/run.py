@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from llavaforge import __version__, progress
 from llavaforge.config.recipe import Recipe
@@ -174,7 +174,7 @@ def start(launch: Launch, shard_urls: list[str], date: str = "",
                                    staging=prefix.url_of(staging_folder(run_id)))
         _ = stats | "Publish" >> Publish(publication)
         if launch.dry_run:
-            if launch.options.view_as(StandardOptions).runner in ("DataflowRunner", "dataflow"):
+            if type(pipeline.runner).__name__ == "DataflowRunner":  # however the flag spelt it
                 pipeline.run()  # Dataflow translates the graph and stops before submitting it
             return JobResult(run_id, run_dir, None, None, describe_graph(pipeline))
         write_atomic(join(run_dir, RUN_MARKER), json_bytes({"run_id": run_id, "kind": launch.kind,

@@ -85,14 +85,20 @@ def test_only_stages_that_load_a_model_on_cuda_run_on_gpu_workers(tmp_path):
     assert hinted_stages(job) == set()  # no model configured: nothing is sent to GPU workers
 
 
-def test_dry_run_on_dataflow_prints_the_graph_and_touches_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("runner", ["DataflowRunner", "dataflow", "Dataflow"])  # Beam takes each
+def test_dry_run_on_dataflow_translates_prints_the_graph_and_touches_nothing(tmp_path, capsys, monkeypatch, runner):
     pytest.importorskip("apitools")
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    translated = []
+    beam_run = DataflowRunner.run_pipeline
+    monkeypatch.setattr(DataflowRunner, "run_pipeline", lambda self, *a, **k: translated.append(1) or beam_run(self, *a, **k))
     shard = tmp_path / "s.tar"
     shard.write_bytes(b"")
     out = tmp_path / "out"
     code = main(["run", "--input", str(shard), "--output", str(out), "--preset", "hub", "--dry_run",
-                 *dataflow_args(config()), "--no_auth"])
-    assert code == 0 and not out.exists()
+                 *dataflow_args(config()), f"--runner={runner}", "--no_auth"])
+    assert code == 0 and not out.exists() and translated == [1]
     printed = capsys.readouterr().out
     hinted = {line.split()[0] for line in printed.splitlines() if "accelerator=" in line}
     assert hinted == MODEL_STAGES_ON_GPU and "Write" in printed and "Publish" in printed
