@@ -232,21 +232,22 @@ def main() -> None:
     import yaml
 
     overrides = {"preset": args.preset, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.sets)}}
-    work = Path(tempfile.mkdtemp(prefix="llavaforge-bench-cpu-"))
-    shards = build_shards(work, args.images, args.shards, args.side)
-    # Build/convert the preset's models once, outside the measurements.
-    run_variant("pipeline-1", shards[:1], str(work / "warmup"), overrides)
-    # The same variants on a few images: their wall time is start-up (imports, worker processes,
-    # model loads), so the difference is the steady-state rate a long run approaches.
-    small_folder = work / "small"
-    small_folder.mkdir()
-    small = build_shards(small_folder, 2 * args.shards, args.shards, args.side)
-    variants = ("loop", "pipeline-1", "pipeline-2", "service-2")
-    results = {name: run_variant(name, shards, str(work / name), overrides) for name in variants}
-    startup = {name: run_variant(name, small, str(work / f"{name}-small"), overrides) for name in variants}
-    for name, r in results.items():
-        r["startup_wall_s"] = startup[name]["wall_s"]
-        r["steady_records_s"] = (r["inputs"] - startup[name]["inputs"]) / max(r["wall_s"] - startup[name]["wall_s"], 1e-9)
+    with tempfile.TemporaryDirectory(prefix="llavaforge-bench-cpu-") as folder:  # the shards and outputs: gone after
+        work = Path(folder)
+        shards = build_shards(work, args.images, args.shards, args.side)
+        # Build/convert the preset's models once, outside the measurements.
+        run_variant("pipeline-1", shards[:1], str(work / "warmup"), overrides)
+        # The same variants on a few images: their wall time is start-up (imports, worker processes,
+        # model loads), so the difference is the steady-state rate a long run approaches.
+        small_folder = work / "small"
+        small_folder.mkdir()
+        small = build_shards(small_folder, 2 * args.shards, args.shards, args.side)
+        variants = ("loop", "pipeline-1", "pipeline-2", "service-2")
+        results = {name: run_variant(name, shards, str(work / name), overrides) for name in variants}
+        startup = {name: run_variant(name, small, str(work / f"{name}-small"), overrides) for name in variants}
+        for name, r in results.items():
+            r["startup_wall_s"] = startup[name]["wall_s"]
+            r["steady_records_s"] = (r["inputs"] - startup[name]["inputs"]) / max(r["wall_s"] - startup[name]["wall_s"], 1e-9)
 
     print(f"preset {args.preset}: {args.images} images of {args.side} px in {args.shards} shards; "
           f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")

@@ -123,23 +123,24 @@ def main() -> None:
     args = p.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])
     patch_models()
-    work = Path(tempfile.mkdtemp(prefix="llavaforge-standin-"))
-    shards = build_shards(work, args.images)
-    standalone = standalone_llm_samples_per_s()
-    variants = {"in-process": None, f"{args.workers} processes": args.workers}
-    print(f"SIMULATED (device stand-ins with H100 per-batch times): {args.images} images 640x480, "
-          f"LLM standalone {standalone:.1f} samples/s")
-    print(f"{'variant':<14}{'wall s':>8}{'generated':>10}{'written':>9}{'gen/s':>8}{'vs LLM alone':>14}"
-          f"{'LLM busy/wall':>15}{'busy/window':>13}{'mean batch':>12}{'before LLM s':>14}{'after LLM s':>13}")
-    for name, workers in variants.items():
-        # Worker processes through Beam's portable job service.
-        busy_log_dir(work, name.replace(" ", "-"))
-        with job_service(workers) if workers else contextlib.nullcontext() as service:
-            r = run_variant(name.replace(" ", "-"), shards, work, service.flags if service else [])
-        rate = r["generated"] / r["wall_s"]
-        print(f"{name:<14}{r['wall_s']:>8.1f}{r['generated']:>10}{r['samples']:>9}{rate:>8.2f}{rate / standalone:>13.2f}x"
-              f"{r['llm_busy_s'] / r['wall_s']:>14.0%}{r['llm_busy_s'] / max(r['llm_window_s'], 1e-9):>13.0%}"
-              f"{r['llm_batches'] or 0:>12}{r['before_llm_s']:>14.1f}{r['after_llm_s']:>13.1f}")
+    with tempfile.TemporaryDirectory(prefix="llavaforge-standin-") as folder:  # the shards and outputs: gone after
+        work = Path(folder)
+        shards = build_shards(work, args.images)
+        standalone = standalone_llm_samples_per_s()
+        variants = {"in-process": None, f"{args.workers} processes": args.workers}
+        print(f"SIMULATED (device stand-ins with H100 per-batch times): {args.images} images 640x480, "
+              f"LLM standalone {standalone:.1f} samples/s")
+        print(f"{'variant':<14}{'wall s':>8}{'generated':>10}{'written':>9}{'gen/s':>8}{'vs LLM alone':>14}"
+              f"{'LLM busy/wall':>15}{'busy/window':>13}{'mean batch':>12}{'before LLM s':>14}{'after LLM s':>13}")
+        for name, workers in variants.items():
+            # Worker processes through Beam's portable job service.
+            busy_log_dir(work, name.replace(" ", "-"))
+            with job_service(workers) if workers else contextlib.nullcontext() as service:
+                r = run_variant(name.replace(" ", "-"), shards, work, service.flags if service else [])
+            rate = r["generated"] / r["wall_s"]
+            print(f"{name:<14}{r['wall_s']:>8.1f}{r['generated']:>10}{r['samples']:>9}{rate:>8.2f}{rate / standalone:>13.2f}x"
+                  f"{r['llm_busy_s'] / r['wall_s']:>14.0%}{r['llm_busy_s'] / max(r['llm_window_s'], 1e-9):>13.0%}"
+                  f"{r['llm_batches'] or 0:>12}{r['before_llm_s']:>14.1f}{r['after_llm_s']:>13.1f}")
 
 
 if __name__ == "__main__":
