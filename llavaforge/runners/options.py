@@ -18,7 +18,7 @@ from llavaforge.runners.flush_race import fix_flush_race
 from llavaforge.runners.input_messages import bound_data_channel_messages, stream_bundle_data
 from llavaforge.runners.job_streams import follow_jobs_to_the_end
 from llavaforge.runners.output_streams import release_closed_output_streams
-from llavaforge.runners.sdk_dependencies import remove_empty_dependency_folders
+from llavaforge.runners.sdk_dependencies import remove_dependency_folders
 from llavaforge.runners.spilled_buffers import spill_stage_buffers
 
 # Imported by every SDK worker at its start: the import mends the worker (worker_plugin.py).
@@ -109,10 +109,10 @@ def mend_local_runner() -> None:
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     # Every run's options come from here, so every run's local runner and every SDK worker
     # (wherever it runs) is mended, and a driver on a job service waits for the job however long it
-    # runs and leaves no empty folder behind.
+    # runs and leaves no folder of SDK dependencies behind.
     mend_local_runner()
     follow_jobs_to_the_end()
-    remove_empty_dependency_folders()
+    remove_dependency_folders()
     options = PipelineOptions(list(beam_args))
     setup = options.view_as(SetupOptions)
     if WORKER_PLUGIN not in (setup.beam_plugins or []):
