@@ -19,9 +19,14 @@ image; at 50,000 images the two peaked the same). When the stage that reads it r
 the buckets back one at a time, groups each by key (values in the order they came) and encodes
 the groups for the workers in chunks of `CHUNK_BYTES`, into another such file. Same groups as Beam's, each key in one worker's share,
 keys dealt to the shares in turn as Beam does; the key order differs (bucket by bucket, not
-first seen overall), which a GroupByKey does not promise. Values of a non-default windowing keep
-their windows in memory, as in Beam (this tool's runs use the global window). The files go in
-the temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what keeps the memory flat.
+first seen overall), which a GroupByKey does not promise. A Reshuffle's grouping is spilled the
+same way: its window is the global one with a trigger that fires per element, which a batch run
+groups like the default (each key's values, their windows dropped). Kept in memory, as before
+2026-12-02, it was the runner's largest holding of Python objects at 50,000 images with two
+job-service workers: tracemalloc's peak in the job service fell from 71 MB to 18 MB with it on
+disk (its RSS peak, ~350 MB, is elsewhere and did not move). Values of any other windowing keep
+their windows in memory, as in Beam (this tool's runs use no other). The files go in the
+temporary folder (`TMPDIR`): one on disk, not a RAM disk, is what keeps the memory flat.
 """
 
 from __future__ import annotations
@@ -164,7 +169,10 @@ class SpillingGroupingBuffer(GroupingBuffer):
 
     def __init__(self, pre_grouped_coder, post_grouped_coder, windowing) -> None:
         super().__init__(pre_grouped_coder, post_grouped_coder, windowing)
-        self._spilling = windowing.is_default()
+        # The windowings whose groups in a batch run are each key's values, whatever their
+        # windows and timestamps: the default, and a Reshuffle's (the global window, fired per
+        # element). Their values go to disk without their windows.
+        self._spilling = isinstance(trigger.create_trigger_driver(windowing, True), trigger.BatchGlobalTriggerDriver)
         self._value_coder_impl = pre_grouped_coder.value_coder().get_impl()
         self._file: SpillFile | None = None
         self._buckets: list[list[tuple[int, int]]] = [[] for _ in range(BUCKETS)]  # each one's pieces in the file
@@ -216,6 +224,11 @@ class SpillingGroupingBuffer(GroupingBuffer):
 
             def windowed_key_values(key, values):
                 return [globally_window((key, values))]
+        elif self._spilling:  # Beam's driver groups the values and drops their windows: give it any
+            group_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
+
+            def windowed_key_values(key, values):
+                return group_values(key, [GlobalWindows.windowed_value(value) for value in values])
         else:
             windowed_key_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
         coder_impl = self._post_grouped_coder.get_impl()

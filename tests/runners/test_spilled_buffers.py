@@ -16,6 +16,7 @@ from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer, ListBuffer
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core, window
+from apache_beam.transforms.trigger import AccumulationMode, AfterCount
 
 from llavaforge.runners import spilled_buffers
 from llavaforge.runners.options import pipeline_options
@@ -113,6 +114,32 @@ def test_a_grouped_buffer_extended_by_another_holds_both_values_as_beams_does():
     buffer.extend(filled(SpillingGroupingBuffer(PRE, POST, GLOBAL), [second]))
     buffer.extend(SpillingListBuffer(None))  # Beam's: an empty list buffer beside a grouped input adds nothing
     assert groups(buffer.partition(2)) == groups(beams.partition(2))
+
+
+def test_a_reshuffles_grouping_goes_to_disk_and_gives_what_beams_gives():
+    # The windowing Beam's ReshufflePerKey (2.77) puts on its GroupByKey's input.
+    reshuffle = core.Windowing(window.GlobalWindows(), triggerfn=AfterCount(1),
+                               accumulation_mode=AccumulationMode.DISCARDING,
+                               timestamp_combiner=window.TimestampCombiner.OUTPUT_AT_EARLIEST)
+    stream = create_OutputStream()
+    for i in range(KEYS * VALUES_PER_KEY):
+        PRE.get_impl().encode_to_stream(window.GlobalWindows.windowed_value((b"k%d" % (i % KEYS), value(i)), timestamp=i),
+                                        stream, True)
+    beams = filled(GroupingBuffer(PRE, POST, reshuffle), [stream.get()])
+    buffer = filled(SpillingGroupingBuffer(PRE, POST, reshuffle), [stream.get()])
+    assert not buffer._table and buffer._file._size > KEYS * VALUES_PER_KEY * VALUE_BYTES
+
+    def elements(buffer, workers) -> dict:
+        found = {}
+        for share in buffer.partition(workers):
+            for piece in share:
+                s = create_InputStream(piece)
+                while s.size() > 0:
+                    wv = POST.get_impl().decode_from_stream(s, True)
+                    found[wv.value[0]] = (list(wv.value[1]), wv.timestamp, wv.windows, wv.pane_info)
+        return found
+
+    assert elements(buffer, 2) == elements(beams, 2) and len(elements(beams, 2)) == KEYS
 
 
 def test_a_grouped_buffer_of_another_windowing_keeps_its_windows_in_memory_as_beams_does():
