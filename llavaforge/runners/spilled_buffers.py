@@ -224,13 +224,14 @@ class SpillingGroupingBuffer(GroupingBuffer):
 
             def windowed_key_values(key, values):
                 return [globally_window((key, values))]
-        elif self._spilling:  # Beam's driver groups the values and drops their windows: give it any
-            group_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
-
-            def windowed_key_values(key, values):
-                return group_values(key, [GlobalWindows.windowed_value(value) for value in values])
         else:
-            windowed_key_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
+            group_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
+            if self._spilling:  # values came back from disk without windows, which this driver drops
+
+                def windowed_key_values(key, values):
+                    return group_values(key, [GlobalWindows.windowed_value(value) for value in values])
+            else:
+                windowed_key_values = group_values
         coder_impl = self._post_grouped_coder.get_impl()
         key_coder_impl = self._key_coder.get_impl()
         shares = [Chunks() for _ in range(n)]
