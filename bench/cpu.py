@@ -16,6 +16,7 @@ it, peak RSS, and the loop's time per stage. Raw numbers go to a JSON file.
 
     python bench/cpu.py                       # tiny preset, 96 images in 4 shards
     python bench/cpu.py --preset offline      # the packaged real models (slower)
+    python bench/cpu.py --images 1000 --shards 8 --repeats 3   # each target ratio per round, and its median
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -208,12 +211,63 @@ def run_variant(name: str, shards: list[str], output: str, overrides: dict) -> d
     return result
 
 
+VARIANTS = ("loop", "pipeline-1", "pipeline-2", "service-2")
+# The ratios the targets name: (label, variant, against, rate), rate "wall" or "steady".
+TARGET_RATIOS = (
+    ("in-process vs loop, wall", "pipeline-1", "loop", "wall"),
+    ("in-process vs loop, steady", "pipeline-1", "loop", "steady"),
+    ("2 job-service workers vs 1 process, wall", "service-2", "pipeline-1", "wall"),
+    ("2 job-service workers vs 1 process, steady", "service-2", "pipeline-1", "steady"),
+    ("multi-processing vs 1 process, wall", "pipeline-2", "pipeline-1", "wall"),
+    ("multi-processing vs 1 process, steady", "pipeline-2", "pipeline-1", "steady"),
+)
+
+
+def measure_round(work: Path, shards: list[str], small: list[str], overrides: dict) -> dict:
+    """Every variant on the full shards, then on the few-image shards (whose wall time is
+    start-up: imports, worker processes, model loads, so the difference is the steady-state rate
+    a long run approaches)."""
+    results = {name: run_variant(name, shards, str(work / name), overrides) for name in VARIANTS}
+    startup = {name: run_variant(name, small, str(work / f"{name}-small"), overrides) for name in VARIANTS}
+    for name, r in results.items():
+        r["startup_wall_s"] = startup[name]["wall_s"]
+        steady_s = r["wall_s"] - startup[name]["wall_s"]
+        # Too few images to outlast the start-up's own spread: no steady state to speak of.
+        r["steady_records_s"] = (r["inputs"] - startup[name]["inputs"]) / steady_s if steady_s > 0 else math.nan
+        r["records_s"] = r["inputs"] / r["wall_s"]
+    return results
+
+
+def print_round(results: dict) -> None:
+    print(f"{'variant':<12}{'records/s':>10}{'vs loop':>9}{'vs 1 proc':>11}{'wall s':>8}{'start-up s':>11}"
+          f"{'steady rec/s':>14}{'vs loop':>9}{'vs 1 proc':>11}{'peak RSS MB':>13}")
+    rate = {name: r["records_s"] for name, r in results.items()}
+    steady = {name: r["steady_records_s"] for name, r in results.items()}
+    for name, r in results.items():
+        print(f"{name:<12}{rate[name]:>10.2f}{rate[name] / rate['loop']:>8.2f}x{rate[name] / rate['pipeline-1']:>10.2f}x"
+              f"{r['wall_s']:>8.1f}{r['startup_wall_s']:>11.1f}{steady[name]:>14.2f}"
+              f"{steady[name] / steady['loop']:>8.2f}x{steady[name] / steady['pipeline-1']:>10.2f}x"
+              f"{r['peak_rss_mb']:>13.0f}")
+    print("loop seconds per stage: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in results["loop"]["seconds_per_stage"].items()), flush=True)
+
+
+def target_ratios(rounds: list[dict]) -> dict[str, list[float]]:
+    """Each target's ratio in every round: both rates of a ratio come from the same round."""
+    key = {"wall": "records_s", "steady": "steady_records_s"}
+    return {label: [r[variant][key[rate]] / r[against][key[rate]] for r in rounds]
+            for label, variant, against, rate in TARGET_RATIOS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--side", type=int, default=256, help="image width in pixels")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of every variant, one after the other; prints each target ratio "
+                             "per round and its median (a shared VM's speed drifts between runs)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                         help="recipe override for every variant (YAML value)")
     parser.add_argument("--out", default="bench/results/cpu.json")
@@ -232,39 +286,36 @@ def main() -> None:
     import yaml
 
     overrides = {"preset": args.preset, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.sets)}}
+    print(f"preset {args.preset}: {args.images} images of {args.side} px in {args.shards} shards; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="llavaforge-bench-cpu-") as folder:  # the shards and outputs: gone after
         work = Path(folder)
         shards = build_shards(work, args.images, args.shards, args.side)
         # Build/convert the preset's models once, outside the measurements.
         run_variant("pipeline-1", shards[:1], str(work / "warmup"), overrides)
-        # The same variants on a few images: their wall time is start-up (imports, worker processes,
-        # model loads), so the difference is the steady-state rate a long run approaches.
         small_folder = work / "small"
         small_folder.mkdir()
         small = build_shards(small_folder, 2 * args.shards, args.shards, args.side)
-        variants = ("loop", "pipeline-1", "pipeline-2", "service-2")
-        results = {name: run_variant(name, shards, str(work / name), overrides) for name in variants}
-        startup = {name: run_variant(name, small, str(work / f"{name}-small"), overrides) for name in variants}
-        for name, r in results.items():
-            r["startup_wall_s"] = startup[name]["wall_s"]
-            r["steady_records_s"] = (r["inputs"] - startup[name]["inputs"]) / max(r["wall_s"] - startup[name]["wall_s"], 1e-9)
+        for index in range(args.repeats):
+            round_folder = work / f"round-{index}"
+            round_folder.mkdir()
+            rounds.append(measure_round(round_folder, shards, small, overrides))
+            if args.repeats > 1:
+                print(f"round {index + 1} of {args.repeats}")
+            print_round(rounds[-1])
 
-    print(f"preset {args.preset}: {args.images} images of {args.side} px in {args.shards} shards; "
-          f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
-    print(f"{'variant':<12}{'records/s':>10}{'vs loop':>9}{'vs 1 proc':>11}{'wall s':>8}{'start-up s':>11}"
-          f"{'steady rec/s':>14}{'vs loop':>9}{'vs 1 proc':>11}{'peak RSS MB':>13}")
-    rate = {name: r["inputs"] / r["wall_s"] for name, r in results.items()}
-    steady = {name: r["steady_records_s"] for name, r in results.items()}
-    for name, r in results.items():
-        print(f"{name:<12}{rate[name]:>10.2f}{rate[name] / rate['loop']:>8.2f}x{rate[name] / rate['pipeline-1']:>10.2f}x"
-              f"{r['wall_s']:>8.1f}{r['startup_wall_s']:>11.1f}{steady[name]:>14.2f}"
-              f"{steady[name] / steady['loop']:>8.2f}x{steady[name] / steady['pipeline-1']:>10.2f}x"
-              f"{r['peak_rss_mb']:>13.0f}")
-    print("loop seconds per stage: " + ", ".join(
-        f"{k} {v:.2f}" for k, v in results["loop"]["seconds_per_stage"].items()))
+    ratios = target_ratios(rounds)
+    if args.repeats > 1:
+        print(f"{'target ratio':<46}{'median':>8}  per round")
+        for label, values in ratios.items():
+            measured = [v for v in values if not math.isnan(v)]
+            median = statistics.median(measured) if measured else math.nan
+            print(f"{label:<46}{median:>7.2f}x  " + " ".join(f"{v:.2f}x" for v in values))
     out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"preset": args.preset, "images": args.images, "results": results}, indent=2))
+    out.write_text(json.dumps({"preset": args.preset, "images": args.images, "rounds": rounds,
+                               "target_ratios": ratios}, indent=2))
     print(f"wrote {out}")
 
 
