@@ -3,13 +3,17 @@ run in a fresh Python process."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +27,24 @@ from llavaforge.schemas.record import Annotations, ImageInfo, ImageRecord, Sourc
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@contextlib.contextmanager
+def own_temporary_folder(env: Optional[dict] = None) -> Iterator[dict]:
+    """`env` (default: this process's) with TMPDIR set to a fresh folder that is removed when the
+    block ends. For a child process whose temporary folders nothing else removes: plain Beam's in
+    the baselines tests compare with, and a run's after kill -9."""
+    folder = tempfile.mkdtemp(prefix="llavaforge-test-")
+    try:
+        yield {**(os.environ if env is None else env), "TMPDIR": folder}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_python(script: str, *args: str, timeout: float, env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    """`python -c script args` in a fresh process (a patch of Beam stays in it); fails the test with
-    the script's stderr unless it exits 0."""
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    """`python -c script args` in a fresh process (a patch of Beam stays in it) with a temporary
+    folder of its own; fails the test with the script's stderr unless it exits 0."""
+    with own_temporary_folder(env) as child_env:
+        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=child_env,
+                              timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 

@@ -18,6 +18,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from llavaforge.runners import input_messages
 from llavaforge.runners.options import pipeline_options
+from tests.conftest import own_temporary_folder
 
 
 def bundle_manager(data_conn):
@@ -125,14 +126,15 @@ with beam.Pipeline(options=options) as p:
 
 def run_large_share(mode: str, timeout: float) -> subprocess.CompletedProcess | None:
     """The run's outcome, or None if it was still running after `timeout` seconds."""
-    run = subprocess.Popen([sys.executable, "-c", RUN_LARGE_SHARE, mode], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = run.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(run.pid, signal.SIGKILL)  # the runner and its worker process
-        run.communicate()
-        return None
+    with own_temporary_folder() as env:
+        run = subprocess.Popen([sys.executable, "-c", RUN_LARGE_SHARE, mode], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        try:
+            stdout, stderr = run.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)  # the runner and its worker process
+            run.communicate()
+            return None
     return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
 
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from llavaforge.runners.portable import job_service
+from tests.conftest import own_temporary_folder
 
 # A job of about 8 s on a job service, with a 3 s job service timeout. `plain` is Beam's driver;
 # in a subprocess: the fix patches Beam for the process.
@@ -26,7 +27,9 @@ print("followed to the end")
 
 
 def drive(mode: str, flags: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", RUN, mode, *flags], capture_output=True, text=True, timeout=300)
+    with own_temporary_folder() as env:  # Beam's own driver leaves its folder of SDK dependencies
+        return subprocess.run([sys.executable, "-c", RUN, mode, *flags], capture_output=True, text=True, env=env,
+                               timeout=300)
 
 
 @pytest.mark.slow
