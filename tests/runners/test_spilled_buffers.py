@@ -59,14 +59,18 @@ def filled(buffer, messages: list[bytes]):
     return buffer
 
 
-def decoded(pieces) -> list[tuple]:
-    elements = []
+def windowed_values(pieces, coder=POST) -> list:
+    """The windowed values encoded in `pieces`, in order."""
+    found = []
     for piece in pieces:
         stream = create_InputStream(piece)
         while stream.size() > 0:
-            key, values = POST.get_impl().decode_from_stream(stream, True).value
-            elements.append((key, list(values)))
-    return elements
+            found.append(coder.get_impl().decode_from_stream(stream, True))
+    return found
+
+
+def decoded(pieces) -> list[tuple]:
+    return [(wv.value[0], list(wv.value[1])) for wv in windowed_values(pieces)]
 
 
 def open_files_in(folder) -> int:
@@ -130,14 +134,8 @@ def test_a_reshuffles_grouping_goes_to_disk_and_gives_what_beams_gives():
     assert not buffer._table and buffer._file._size > KEYS * VALUES_PER_KEY * VALUE_BYTES
 
     def elements(buffer, workers) -> dict:
-        found = {}
-        for share in buffer.partition(workers):
-            for piece in share:
-                s = create_InputStream(piece)
-                while s.size() > 0:
-                    wv = POST.get_impl().decode_from_stream(s, True)
-                    found[wv.value[0]] = (list(wv.value[1]), wv.timestamp, wv.windows, wv.pane_info)
-        return found
+        return {wv.value[0]: (list(wv.value[1]), wv.timestamp, wv.windows, wv.pane_info)
+                for share in buffer.partition(workers) for wv in windowed_values(share)}
 
     assert elements(buffer, 2) == elements(beams, 2) and len(elements(beams, 2)) == KEYS
 
@@ -158,13 +156,7 @@ def test_a_grouped_buffer_of_another_windowing_keeps_its_windows_in_memory_as_be
     assert buffer._file is None and len(buffer._table) == 3
 
     def elements(buffer) -> list:
-        found = []
-        for piece in buffer.partition(1)[0]:
-            s = create_InputStream(piece)
-            while s.size() > 0:
-                wv = post.get_impl().decode_from_stream(s, True)
-                found.append((wv.value[0], list(wv.value[1]), wv.windows))
-        return found
+        return [(wv.value[0], list(wv.value[1]), wv.windows) for wv in windowed_values(buffer.partition(1)[0], post)]
 
     assert elements(buffer) == elements(beams) and len(elements(beams)) == 12
 
